@@ -1,0 +1,1 @@
+"""Evaluation utilities: procedural tasks, scoring and harness adapters."""

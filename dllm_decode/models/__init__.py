@@ -1,0 +1,9 @@
+"""Model layer: our own LLaDA / Dream architectures, the decoding adapter, and local loading."""
+from .adapter import DiffusionLM, wrap
+from .dream import DreamConfig, DreamModel
+from .llada import LLaDAConfig, LLaDAModelLM
+from .loading import load_model, zoo_names
+from .registry import ARCHITECTURES, Architecture, register_architecture
+
+__all__ = ["DiffusionLM", "wrap", "load_model", "zoo_names", "LLaDAConfig", "LLaDAModelLM", "DreamConfig",
+           "DreamModel", "ARCHITECTURES", "Architecture", "register_architecture"]

@@ -1,0 +1,144 @@
+"""Pieces shared by every architecture: RMSNorm, rotary embeddings, the attention call, SwiGLU.
+
+LLaDA (OLMo layout) and Dream/SDAR (Qwen layout) differ only in parameter names, biases and the
+logit shift; the maths below is common, so each model file only wires names to these functions.
+Shapes: B batch, L query rows, S key rows, H query heads, G key/value heads, D head dim.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm computed in fp32 and cast back before the gain, as both reference codebases do."""
+
+    def __init__(self, dim: int, eps: float, bias: bool = False) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        dtype = x.dtype
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        h = self.weight * h.to(dtype)
+        return h + self.bias if self.bias is not None else h
+
+
+def rope_cos_sin(positions: Tensor, head_dim: int, theta: float) -> tuple[Tensor, Tensor]:
+    """cos/sin tables [B, 1, L, D] in fp32 for explicit (per-row) position ids [B, L]."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim))
+    freqs = positions.float()[..., None] * inv_freq  # [B, L, D/2]
+    emb = torch.cat([freqs, freqs], dim=-1)[:, None]  # [B, 1, L, D]
+    return emb.cos(), emb.sin()
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate-half RoPE (NeoX/Llama convention, used by LLaDA, Dream and SDAR), applied in fp32."""
+    xf = x.float()
+    x1, x2 = xf.chunk(2, dim=-1)
+    rotated = torch.cat([-x2, x1], dim=-1)
+    return (xf * cos + rotated * sin).to(x.dtype)
+
+
+class AttentionBackend(Protocol):
+    """How attention is computed; `kernels/` holds the implementations (dense SDPA, sparse)."""
+
+    def __call__(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, layer: int) -> Tensor: ...
+
+
+class KVStore(Protocol):
+    """What attention needs from a cache: write this forward's K/V rows, get back the keys to attend."""
+
+    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]: ...
+
+
+@dataclass
+class ForwardContext:
+    """Per-forward tensors every layer reads: rotary tables, mask, cache and backend."""
+
+    cos: Tensor
+    sin: Tensor
+    mask: Tensor | None  # bool [B, 1|H, L, S], True = attend; None = attend everything
+    cache: KVStore | None
+    backend: AttentionBackend
+
+
+def dense_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, layer: int = 0) -> Tensor:
+    """SDPA with grouped-query heads; q [B, H, L, D], k/v [B, G, S, D] -> [B, H, L, D]."""
+    groups = q.shape[1] // k.shape[1]
+    if groups > 1:
+        k = k.repeat_interleave(groups, dim=1)
+        v = v.repeat_interleave(groups, dim=1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, n_heads: int, n_kv_heads: int, ctx: ForwardContext, layer: int) -> Tensor:
+    """Project-free attention core: split heads, rotate, read/write the cache, attend, merge heads.
+
+    q [B, L, H*D], k/v [B, L, G*D] -> [B, L, H*D]. K/V are cached after RoPE: positions never move
+    during diffusion decoding, so a cached row stays valid until its token changes.
+    """
+    B, L, _ = q.shape
+    D = q.shape[-1] // n_heads
+    q = q.view(B, L, n_heads, D).transpose(1, 2)
+    k = k.view(B, L, n_kv_heads, D).transpose(1, 2)
+    v = v.view(B, L, n_kv_heads, D).transpose(1, 2)
+    q, k = apply_rope(q, ctx.cos, ctx.sin), apply_rope(k, ctx.cos, ctx.sin)
+    if ctx.cache is not None:
+        k, v = ctx.cache.update(layer, k, v)
+    out = ctx.backend(q, k, v, ctx.mask, layer)
+    return out.transpose(1, 2).reshape(B, L, n_heads * D)
+
+
+def expand_mask(attention_mask: Tensor | None, n_queries: int) -> Tensor | None:
+    """Accept a 2-D key mask [B, S] or a 4-D mask [B, 1|H, L, S]; return bool [B, 1|H, L|1, S]."""
+    if attention_mask is None:
+        return None
+    mask = attention_mask.bool()
+    if mask.dim() == 2:
+        return mask[:, None, None, :]
+    if mask.dim() == 4:
+        return mask
+    raise ValueError(f"`attention_mask` must be 2-D [B, S] or 4-D [B, 1, L, S], got shape {tuple(mask.shape)}")
+
+
+def build_context(
+    positions: Tensor, head_dim: int, theta: float, attention_mask: Tensor | None, n_queries: int,
+    cache: KVStore | None, backend: AttentionBackend | None,
+) -> ForwardContext:
+    cos, sin = rope_cos_sin(positions, head_dim, theta)
+    return ForwardContext(cos, sin, expand_mask(attention_mask, n_queries), cache, backend or dense_attention)
+
+
+def default_positions(input_ids: Tensor) -> Tensor:
+    B, L = input_ids.shape
+    return torch.arange(L, device=input_ids.device).expand(B, L)
+
+
+def select_rows(hidden: Tensor, logits_for: Tensor | None) -> Tensor:
+    """Gather hidden rows [B, n, d] before the LM head so the head runs only where logits are read."""
+    if logits_for is None:
+        return hidden
+    return hidden.gather(1, logits_for[..., None].expand(-1, -1, hidden.shape[-1]))
+
+
+def swiglu(x: Tensor, gate: nn.Linear, up: nn.Linear, down: nn.Linear) -> Tensor:
+    return down(F.silu(gate(x)) * up(x))
+
+
+class LogitsOutput(dict):
+    """Minimal `ModelOutput`-like return value: `out.logits` and `out["logits"]` both work."""
+
+    def __init__(self, logits: Tensor, **extra: Any) -> None:
+        super().__init__(logits=logits, **extra)
+
+    @property
+    def logits(self) -> Tensor:
+        return self["logits"]

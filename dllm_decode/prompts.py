@@ -1,0 +1,53 @@
+"""Turn what a user passes as a prompt into a list of 1-D token tensors on the model's device."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .models.adapter import DiffusionLM
+
+
+def encode_text(model: DiffusionLM, text: str, chat_template: bool | None) -> list[int]:
+    tok = model.tokenizer
+    if tok is None:
+        raise ValueError(f"{model.name} has no tokenizer, so `prompt` must be token ids (a LongTensor or a list "
+                         "of them), got a string")
+    has_template = getattr(tok, "chat_template", None) is not None
+    if chat_template and not has_template:
+        raise ValueError(f"`chat_template=True` but the tokenizer of {model.name} has no chat template")
+    if has_template and chat_template is not False:
+        ids = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                      tokenize=True)
+        return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+    return tok(text, add_special_tokens=False).input_ids
+
+
+def encode_prompts(model: DiffusionLM, prompt: Any, chat_template: bool | None) -> list[Tensor]:
+    """str | list[str] | LongTensor [L] or [B, L] | list of 1-D LongTensors -> list of [L_b] tensors."""
+    device = model.device
+    if isinstance(prompt, str):
+        prompt = [prompt]
+    if isinstance(prompt, Tensor):
+        if prompt.dtype not in (torch.long, torch.int32, torch.int64) or prompt.dim() not in (1, 2):
+            raise ValueError(f"`prompt` tensor must be integer ids of shape [L] or [B, L], got {prompt.dtype} "
+                             f"{tuple(prompt.shape)}")
+        prompt = [prompt] if prompt.dim() == 1 else list(prompt)
+    if not isinstance(prompt, (list, tuple)) or len(prompt) == 0:
+        raise ValueError(f"`prompt` must be a string, a non-empty list of strings, or token ids, got {prompt!r}")
+    out: list[Tensor] = []
+    for item in prompt:  # once per request
+        if isinstance(item, str):
+            ids = torch.tensor(encode_text(model, item, chat_template), dtype=torch.long)
+        elif isinstance(item, Tensor) and item.dim() == 1:
+            ids = item.long()
+        elif isinstance(item, (list, tuple)) and all(isinstance(i, int) for i in item):
+            ids = torch.tensor(list(item), dtype=torch.long)
+        else:
+            raise ValueError(f"each prompt must be a string, a 1-D LongTensor or a list of ints, got {type(item).__name__}")
+        if ids.numel() == 0:
+            raise ValueError("`prompt` must not be empty: a diffusion LM needs at least one prompt token, got an "
+                             "empty prompt")
+        out.append(ids.to(device))
+    return out

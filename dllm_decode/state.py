@@ -1,0 +1,79 @@
+"""DecodeState: everything one request's decoding changes, as tensors the loop and policies share.
+
+Layout: prompts are left-padded to a common width P so every row's canvas of G positions starts at
+column P; `attention_mask` hides the padding and `positions` count from each row's first real token,
+so a row's tokens do not depend on its neighbours. Block bounds are per row (rows finish blocks at
+different steps under adaptive rules). Shapes: B batch, P padded prompt width, G canvas length.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class DecodeState:
+    x: Tensor  # [B, P + G] long: padded prompt followed by the canvas
+    attention_mask: Tensor | None  # [B, P + G] bool, None when no row is padded
+    positions: Tensor  # [B, P + G] long
+    prompt_width: int  # P
+    mask_id: int
+    block_start: Tensor  # [B] long, canvas coordinates
+    block_end: Tensor  # [B] long
+    block_step: Tensor  # [B] long: forwards spent in the current block
+    block_masks: Tensor  # [B] long: masks in the current block when it started
+    done: Tensor  # [B] bool
+    commit_step: Tensor  # [B, G] long: step at which each position was committed, -1 if never
+    row_nfe: Tensor  # [B] long: forwards in which the row was still decoding
+    step: int = 0
+    nfe: int = 0
+    rule_state: Any = None
+    history: list[Tensor] | None = None  # canvases after each step, when traced
+    extras: dict[str, Any] = field(default_factory=dict)  # per-request state of blocks / early-commit hooks
+
+    @property
+    def gen_length(self) -> int:
+        return self.x.shape[1] - self.prompt_width
+
+    @property
+    def canvas(self) -> Tensor:
+        """[B, G] view of the generated region."""
+        return self.x[:, self.prompt_width:]
+
+    @property
+    def is_mask(self) -> Tensor:
+        return self.canvas == self.mask_id
+
+    def in_block(self, cols: Tensor) -> Tensor:
+        """[B, n] bool: which canvas columns lie inside each row's current block."""
+        return (cols >= self.block_start[:, None]) & (cols < self.block_end[:, None])
+
+
+def left_pad(prompts: list[Tensor], gen_length: int, pad_id: int, mask_id: int) -> tuple[Tensor, Tensor | None, Tensor]:
+    """(x [B, P + G], attention mask or None, positions) for prompts of different lengths."""
+    lengths = torch.tensor([p.numel() for p in prompts], device=prompts[0].device)
+    padded = torch.nn.utils.rnn.pad_sequence(prompts, batch_first=True, padding_value=pad_id, padding_side="left")
+    B, width = padded.shape
+    device = padded.device
+    x = torch.cat([padded, torch.full((B, gen_length), mask_id, dtype=torch.long, device=device)], dim=1)
+    cols = torch.arange(width + gen_length, device=device)
+    keep = cols[None, :] >= (width - lengths)[:, None]  # [B, P + G]
+    positions = (keep.long().cumsum(1) - 1).clamp_min(0)
+    return x, (None if bool(keep.all()) else keep), positions
+
+
+def new_state(prompts: list[Tensor], gen_length: int, first_block_end: int, pad_id: int, mask_id: int,
+              trace: bool) -> DecodeState:
+    x, mask, positions = left_pad(prompts, gen_length, pad_id, mask_id)
+    B, device = len(prompts), x.device
+    zeros = torch.zeros(B, dtype=torch.long, device=device)
+    return DecodeState(
+        x=x, attention_mask=mask, positions=positions, prompt_width=x.shape[1] - gen_length, mask_id=mask_id,
+        block_start=zeros.clone(), block_end=torch.full_like(zeros, first_block_end), block_step=zeros.clone(),
+        block_masks=zeros.clone(), done=torch.zeros(B, dtype=torch.bool, device=device),
+        commit_step=torch.full((B, gen_length), -1, dtype=torch.long, device=device), row_nfe=zeros.clone(),
+        history=[] if trace else None,
+    )

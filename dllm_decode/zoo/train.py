@@ -1,0 +1,168 @@
+"""Train the embedded tiny diffusion LMs on the task suite, on CPU.
+
+Objective (LLaDA SFT recipe): draw t ~ U(eps, 1) per sample, mask each response token (the answer and
+its EOS padding up to the canvas) with probability t, never the prompt, and minimise the cross-entropy
+on masked tokens weighted by 1/t, averaged over the response length. Dream-architecture models read the
+prediction for position i from hidden state i-1 (shifted logits), exactly as at decoding time.
+Prompts are left-padded with an attention mask and per-row positions, the layout the decoder uses.
+
+    python -m dllm_decode.zoo.train --arch llada --out zoo_runs/tiny-llada      # resumes if interrupted
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from ..evals.tasks import ALL_TASKS, PUZZLE_TASKS, random_sample
+from ..models import DreamConfig, DreamModel, LLaDAConfig, LLaDAModelLM
+from .tokenizer import build_tokenizer
+
+GEN_LENGTH = 32  # canvas of the tiny models: the longest answer (7 names) is 22 tokens
+PUZZLE_WEIGHT = 0.5  # puzzles are sampled half as often as each waiting-line task
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    arch: str = "llada"
+    d_model: int = 192
+    n_layers: int = 4
+    n_heads: int = 6
+    n_kv_heads: int = 6
+    mlp: int = 512
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 2e-3
+    warmup: int = 100
+    weight_decay: float = 0.01
+    seed: int = 0
+    threads: int = 1
+    save_every: int = 200
+
+
+def build_model(cfg: TrainConfig, vocab_size: int, mask_id: int, eos_id: int, pad_id: int):
+    if cfg.arch == "llada":
+        config = LLaDAConfig(d_model=cfg.d_model, n_heads=cfg.n_heads, n_kv_heads=cfg.n_kv_heads, n_layers=cfg.n_layers,
+                             mlp_hidden_size=cfg.mlp, vocab_size=vocab_size, embedding_size=vocab_size,
+                             max_sequence_length=128, rope_theta=10000.0, mask_token_id=mask_id,
+                             eos_token_id=eos_id, pad_token_id=pad_id)
+        return LLaDAModelLM(config)
+    if cfg.arch == "dream":
+        config = DreamConfig(vocab_size=vocab_size, hidden_size=cfg.d_model, intermediate_size=cfg.mlp,
+                             num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads,
+                             num_key_value_heads=cfg.n_kv_heads, max_position_embeddings=128, rope_theta=10000.0,
+                             mask_token_id=mask_id, pad_token_id=pad_id, bos_token_id=pad_id, eos_token_id=eos_id)
+        return DreamModel(config)
+    raise ValueError(f"`arch` must be one of ['llada', 'dream'], got {cfg.arch!r}")
+
+
+def draw_batch(rng: random.Random, tokenizer, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Left-padded [prompt | answer + EOS fill] rows, the attention mask, and the padded prompt width."""
+    weights = [PUZZLE_WEIGHT if t in PUZZLE_TASKS else 1.0 for t in ALL_TASKS]
+    prompts, answers = [], []
+    for _ in range(batch_size):
+        sample = random_sample(rng, rng.choices(ALL_TASKS, weights)[0], rng.randint(3, 6))
+        prompts.append(tokenizer(sample.prompt).input_ids)
+        answer = tokenizer(sample.answer).input_ids
+        answers.append(answer + [tokenizer.eos_token_id] * (GEN_LENGTH - len(answer)))
+    width = max(map(len, prompts))
+    rows = [[tokenizer.pad_token_id] * (width - len(p)) + p + a for p, a in zip(prompts, answers)]
+    keep = [[False] * (width - len(p)) + [True] * (len(p) + GEN_LENGTH) for p in prompts]
+    return torch.tensor(rows), torch.tensor(keep), width
+
+
+def diffusion_loss(model, x: torch.Tensor, keep: torch.Tensor, width: int, mask_id: int, shift: int,
+                   gen: torch.Generator) -> torch.Tensor:
+    B, L = x.shape
+    t = torch.rand(B, 1, generator=gen).clamp_min(1e-3)
+    masked = torch.zeros_like(keep)
+    masked[:, width:] = torch.rand(B, L - width, generator=gen) < t
+    noisy = x.masked_fill(masked, mask_id)
+    positions = (keep.long().cumsum(1) - 1).clamp_min(0)
+    logits = model(noisy, positions=positions, attention_mask=keep).logits
+    if shift:
+        logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+    ce = F.cross_entropy(logits.flatten(0, 1), x.flatten(), reduction="none").view(B, L)
+    return ((ce * masked / t).sum(1) / GEN_LENGTH).mean()
+
+
+def export(model, tokenizer, out_dir: Path, meta: dict) -> None:
+    """Write the shippable checkpoint: fp16 safetensors (a few MB), config.json, tokenizer files."""
+    model.config.save_pretrained(str(out_dir))
+    state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    tokenizer.save_pretrained(str(out_dir))
+    (out_dir / "training.json").write_text(json.dumps(meta, indent=2))
+
+
+def train(cfg: TrainConfig, out_dir: Path, resume: bool = True) -> Path:
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer()
+    model = build_model(cfg, len(tokenizer), tokenizer.mask_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * max(
+        0.05, 0.5 * (1 + torch.cos(torch.tensor(torch.pi * s / cfg.steps)).item())))
+    rng, gen, step, elapsed = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed), 0, 0.0
+    ckpt = out_dir / "train_state.ckpt.pt"
+    if resume and ckpt.is_file():
+        state = torch.load(ckpt, weights_only=False)  # our own training state, written below
+        if state["config"] != asdict(cfg):
+            raise ValueError(f"{ckpt} was written with {state['config']}, not {asdict(cfg)}; use a new --out")
+        model.load_state_dict(state["model"]); opt.load_state_dict(state["opt"]); sched.load_state_dict(state["sched"])
+        rng.setstate(state["rng"]); gen.set_state(state["gen"]); step, elapsed = state["step"], state["elapsed"]
+    shift = 1 if cfg.arch == "dream" else 0
+    model.train()
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.arch}", unit="step")
+    start = time.perf_counter() - elapsed
+    while step < cfg.steps:
+        x, keep, width = draw_batch(rng, tokenizer, cfg.batch_size)
+        loss = diffusion_loss(model, x, keep, width, tokenizer.mask_token_id, shift, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step(); sched.step(); step += 1
+        bar.update(1); bar.set_postfix(loss=f"{loss.item():.3f}")
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save({"config": asdict(cfg), "model": model.state_dict(), "opt": opt.state_dict(),
+                        "sched": sched.state_dict(), "rng": rng.getstate(), "gen": gen.get_state(), "step": step,
+                        "elapsed": time.perf_counter() - start, "loss": loss.item()}, tmp)
+            tmp.replace(ckpt)  # atomic: an interrupted save never corrupts the last good state
+    bar.close()
+    meta = {"config": asdict(cfg), "gen_length": GEN_LENGTH, "train_seconds": round(time.perf_counter() - start, 1),
+            "final_loss": loss.item() if cfg.steps else None, "torch": torch.__version__}
+    export(model.eval(), tokenizer, out_dir, meta)
+    return out_dir
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    defaults = TrainConfig()
+    for name, value in asdict(defaults).items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
+    parser.add_argument("--install", type=str, default=None, help="copy the result into the package zoo as NAME")
+    args = vars(parser.parse_args(argv))
+    out, resume, install = args.pop("out"), not args.pop("no_resume"), args.pop("install")
+    result = train(TrainConfig(**args), out, resume)
+    if install:
+        dest = Path(__file__).resolve().parent / install
+        dest.mkdir(exist_ok=True)
+        for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "training.json"):
+            shutil.copy2(result / name, dest / name)
+
+
+if __name__ == "__main__":
+    main()
