@@ -13,65 +13,97 @@ from typing import Any
 
 import torch
 
+from .cache import CACHES
+from .components import Component, pick
 from .config import DecodeConfig
-from .loop import DecodePlan, denoise
+from .kernels import ATTENTION
+from .loop import LOOPS, DecodePlan
 from .models.adapter import DiffusionLM
 from .prompts import encode_prompts
 from .result import GenerationResult, build_result
 from .samplers.base import CommitRule, TokenOptions
-from .samplers.blocks import FixedBlocks
-from .samplers.early import EarlyCommit, EndOfTextFill
+from .samplers.blocks import BLOCKS
+from .samplers.early import EARLY_COMMITS, EndOfTextFill
 from .samplers.registry import resolve
 from .state import new_state
 
 
 class Sampler:
-    """A decoding strategy: commit rule + block schedule + early commit, with its paper's defaults."""
+    """A decoding strategy: commit rule, block schedule, early commit, cache, attention and loop.
+
+    `name` picks a preset (a commit rule plus its paper's defaults); every axis stays overridable by
+    keyword, e.g. `Sampler("creditdecoding", blocks="adaptive", early_commit="sched", cache="dual")`.
+    """
 
     def __init__(self, name: str, **options: Any) -> None:
         self.name, preset = resolve(name)
-        rule_fields = set(preset.rule.option_names())
-        general_fields = set(DecodeConfig.option_names())
-        unknown = set(options) - rule_fields - general_fields
+        general_names = set(DecodeConfig.option_names())
+        merged = {**preset.defaults, **options}
+        config = DecodeConfig(**{k: v for k, v in merged.items() if k in general_names})
+        classes = self._classes(preset.rule, config)
+        owners = _owners(classes)
+        unknown = set(options) - general_names - set(owners)
         if unknown:
-            raise ValueError(f"unknown option(s) {sorted(unknown)} for sampler {name!r}; valid options: "
-                             f"{sorted(rule_fields | general_fields)}")
-        rule_options = {**preset.rule_defaults, **{k: v for k, v in options.items() if k in rule_fields}}
-        general = {**preset.defaults, **{k: v for k, v in options.items() if k in general_fields}}
-        self.rule: CommitRule = preset.rule(**rule_options)
-        if not self.rule.uses_steps and general.get("steps") is not None:
+            raise ValueError(f"unknown option(s) {sorted(unknown)} for sampler {name!r} with this composition; "
+                             f"valid options: {sorted(general_names | set(owners))}")
+        routed: dict[str, dict[str, Any]] = {axis: {} for axis in classes}
+        for key, value in {**preset.rule_defaults, **merged}.items():
+            if key in owners:
+                routed[owners[key]][key] = value
+        rule = classes["rule"].build(config, routed["rule"])
+        if not rule.uses_steps and config.steps is not None:
             raise ValueError(f"`steps` is not used by {name!r}, which decodes each block until it has no masks; "
                              f"remove `steps` or use a step-budget sampler such as 'confidence'")
-        config = DecodeConfig(**general)
         if config.block_length is None:
-            block = self.rule.default_block_length or config.gen_length
-            config = dataclasses.replace(config, block_length=min(block, config.gen_length) if config.gen_length %
-                                         min(block, config.gen_length) == 0 else config.gen_length)
+            block = min(rule.default_block_length or config.gen_length, config.gen_length)
+            config = dataclasses.replace(config, block_length=block if config.gen_length % block == 0
+                                         else config.gen_length)
+        parts = {axis: cls.build(config, routed[axis]) for axis, cls in classes.items() if axis != "rule"}
+        self.rule: CommitRule = rule
         self.decode = config
-        self.plan = self._plan()
+        self.plan = self._plan(rule, parts)
+        given = frozenset(options)
+        for part in self.plan.components():
+            part.check(self.plan, config, given)
 
-    def _plan(self) -> DecodePlan:
+    @staticmethod
+    def _classes(rule: type[CommitRule], config: DecodeConfig) -> dict[str, type[Component]]:
+        classes: dict[str, type[Component]] = {
+            "rule": rule, "blocks": pick(BLOCKS, "blocks", config.blocks), "cache": pick(CACHES, "cache", config.cache),
+            "attention": pick(ATTENTION, "attention", config.attention), "loop": pick(LOOPS, "loop", config.loop)}
+        if config.early_commit not in (None, "none"):
+            classes["early_commit"] = pick(EARLY_COMMITS, "early_commit", config.early_commit)
+        return classes
+
+    def _plan(self, rule: CommitRule, parts: dict[str, Component]) -> DecodePlan:
         cfg = self.decode
-        blocks = FixedBlocks(cfg.block_length)
+        blocks = parts["blocks"]
         steps_per_block = None
-        if self.rule.uses_steps:
+        if rule.uses_steps:
             n_blocks = blocks.num_blocks(cfg.gen_length)
+            if n_blocks is None:
+                raise ValueError(f"`blocks={cfg.blocks!r}` has variable block lengths, so a step-budget rule "
+                                 f"({self.name!r}) cannot split its steps; use a threshold-style sampler")
             steps = cfg.steps if cfg.steps is not None else cfg.gen_length
             if steps % n_blocks or steps < n_blocks:
                 raise ValueError(f"`steps` must be a positive multiple of the number of blocks ({n_blocks} = "
                                  f"gen_length {cfg.gen_length} / block_length {cfg.block_length}), got {steps}")
             steps_per_block = steps // n_blocks
-        early: tuple[EarlyCommit, ...] = (EndOfTextFill(),) if cfg.early_commit == "eos_fill" else ()
+        early = tuple(p for p in (parts.get("early_commit"), EndOfTextFill() if cfg.eos_fill else None) if p)
         tokens = TokenOptions(cfg.temperature, cfg.logits_eos_inf, cfg.confidence_eos_eot_inf)
-        return DecodePlan(self.rule, blocks, early, tokens, steps_per_block, cfg.cfg_scale)
+        return DecodePlan(rule, blocks, early, tokens, steps_per_block, cfg.cfg_scale, parts["cache"],
+                          parts["attention"], parts["loop"])
 
     @property
     def config(self) -> dict[str, Any]:
-        """The full resolved configuration: sampler name, shared options and rule options."""
-        rule = {f.name: getattr(self.rule, f.name) for f in dataclasses.fields(self.rule)}
-        steps = None if self.plan.steps_per_block is None else self.plan.steps_per_block * self.plan.blocks.num_blocks(
-            self.decode.gen_length)
-        return {"sampler": self.name, **dataclasses.asdict(self.decode), "steps": steps, **rule}
+        """The full resolved configuration: sampler name, shared options and every component's options."""
+        steps = None
+        if self.plan.steps_per_block is not None:
+            steps = self.plan.steps_per_block * self.plan.blocks.num_blocks(self.decode.gen_length)
+        resolved = {"sampler": self.name, **dataclasses.asdict(self.decode), "steps": steps}
+        for part in self.plan.components():
+            resolved.update(part.options())
+        return resolved
 
     def __repr__(self) -> str:
         return f"Sampler({self.name!r}, {', '.join(f'{k}={v!r}' for k, v in self.config.items() if k != 'sampler')})"
@@ -95,11 +127,23 @@ class Sampler:
         state.rule_state = self.rule.init_state(len(prompts), state.x.device)
         _synchronize(model.device)
         start = time.perf_counter()
-        denoise(model, state, self.plan, generator)
+        self.plan.loop.run(model, state, self.plan, generator)
         _synchronize(model.device)
-        return build_result(model, state, time.perf_counter() - start, self.config)
+        return build_result(model, state, time.perf_counter() - start, self.config, self.plan.cache.nbytes(state))
 
 
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _owners(classes: dict[str, type[Component]]) -> dict[str, str]:
+    """Option name -> the axis whose component declares it; a name declared twice is ambiguous."""
+    owners: dict[str, str] = {}
+    for axis, cls in classes.items():
+        for option in cls.option_names():
+            if option in owners:
+                raise ValueError(f"option `{option}` is declared by both the {owners[option]} and the {axis} "
+                                 "component; this composition is ambiguous")
+            owners[option] = axis
+    return owners

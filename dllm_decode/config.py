@@ -17,7 +17,12 @@ class DecodeConfig:
     cfg_scale: float = 0.0
     logits_eos_inf: bool = False
     confidence_eos_eot_inf: bool = False
-    early_commit: str | None = None  # "eos_fill" (end-of-text fill) or None
+    blocks: str = "fixed"  # block schedule (see samplers.blocks.BLOCKS)
+    early_commit: str | None = None  # early-commit rule (see samplers.early.EARLY_COMMITS), None for none
+    eos_fill: bool = False  # end-of-text fill: after a settled EOS, the rest of the row is EOS
+    cache: str = "none"  # KV cache strategy (see cache.CACHES)
+    attention: str = "dense"  # attention backend (see kernels.ATTENTION)
+    loop: str = "denoise"  # how forwards are spent (see loop.LOOPS)
     seed: int | None = None
     chat_template: bool | None = None  # None: apply the tokenizer's chat template when it has one
     trace: bool = False
@@ -35,8 +40,6 @@ class DecodeConfig:
             raise ValueError(f"`temperature` must be a number >= 0 (0 = greedy), got {self.temperature!r}")
         if not isinstance(self.cfg_scale, (int, float)) or self.cfg_scale < 0:
             raise ValueError(f"`cfg_scale` must be a number >= 0 (0 = no guidance), got {self.cfg_scale!r}")
-        if self.early_commit not in (None, "none", "eos_fill"):
-            raise ValueError(f"`early_commit` must be one of [None, 'eos_fill'], got {self.early_commit!r}")
         if self.seed is not None:
             _check_int("seed", self.seed, 0)
 

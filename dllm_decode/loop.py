@@ -1,21 +1,34 @@
 """The block-wise denoising loop: the one place where forwards happen and steps are counted.
 
-Each step: one forward over the rows still decoding, logits only for the window of canvas columns the
-policy reads; block starts (the schedule may read that forward); the commit rule; early-commit hooks;
-then rows whose block is empty move on. The loop syncs with the host once per step, for the done flags.
+Each step: one forward (through the cache strategy) with logits only for the window of canvas columns
+the policy reads; block starts (the schedule may read that forward); the commit rule; early-commit
+hooks; then rows whose block is empty move on. The loop syncs with the host once per step, for the
+done flags. Other loops (self-speculative, AR-verified) register in `LOOPS` and reuse these pieces.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
+from .cache.base import CacheStrategy, NoCache
+from .components import Component
+from .kernels.base import AttentionStrategy, DenseAttention
 from .models.adapter import DiffusionLM
-from .samplers.base import CommitRule, StepInput, TokenOptions
+from .samplers.base import CommitRule, Decision, StepInput, TokenOptions
 from .samplers.blocks import BlockSchedule
 from .samplers.early import EarlyCommit
 from .state import DecodeState
+
+
+class Loop(Component):
+    """How forwards are spent. `run` decodes `state` to completion."""
+
+    def run(self, model: DiffusionLM, state: DecodeState, plan: "DecodePlan",
+            generator: torch.Generator | None) -> None:
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
@@ -28,10 +41,17 @@ class DecodePlan:
     tokens: TokenOptions = field(default_factory=TokenOptions)
     steps_per_block: int | None = None
     cfg_scale: float = 0.0
+    cache: CacheStrategy = field(default_factory=NoCache)
+    attention: AttentionStrategy = field(default_factory=DenseAttention)
+    loop: Loop | None = None  # None: plain denoising (`Denoise`)
 
     @property
     def needs_full_canvas(self) -> bool:
         return any(hook.needs_full_canvas for hook in self.early)
+
+    def components(self) -> list[Component]:
+        parts: list = [self.rule, self.blocks, *self.early, self.cache, self.attention]
+        return parts + ([self.loop] if self.loop is not None else [])
 
 
 def window(state: DecodeState, plan: DecodePlan) -> tuple[Tensor, Tensor]:
@@ -45,45 +65,16 @@ def window(state: DecodeState, plan: DecodePlan) -> tuple[Tensor, Tensor]:
     return cols.clamp(max=G - 1), cols < G
 
 
-def unconditional(x: Tensor, prompt_width: int, keep: Tensor | None, mask_id: int) -> Tensor:
-    """CFG's second copy: every real prompt token replaced by the mask."""
-    x = x.clone()
-    prompt = x[:, :prompt_width]
-    real = keep[:, :prompt_width] if keep is not None else torch.ones_like(prompt, dtype=torch.bool)
-    x[:, :prompt_width] = prompt.masked_fill(real, mask_id)
-    return x
-
-
-def forward_logits(model: DiffusionLM, state: DecodeState, plan: DecodePlan, rows: Tensor | None,
-                   cols: Tensor) -> Tensor:
-    """Logits [B, n, V] for canvas columns `cols`; rows not in `rows` (finished) get zeros, not compute."""
-    x, pos, keep = state.x, state.positions, state.attention_mask
-    sel_cols = cols
-    if rows is not None:
-        x, pos, sel_cols = x[rows], pos[rows], cols[rows]
-        keep = keep[rows] if keep is not None else None
-    targets = sel_cols + state.prompt_width
-    if plan.cfg_scale > 0:  # one batched forward of [conditional; unconditional]: counted as one NFE
-        x = torch.cat([x, unconditional(x, state.prompt_width, keep, state.mask_id)])
-        pos, targets = torch.cat([pos, pos]), torch.cat([targets, targets])
-        keep = torch.cat([keep, keep]) if keep is not None else None
-    logits = model(x, positions=pos, attention_mask=keep, logits_for=targets)
-    if plan.cfg_scale > 0:
-        cond, uncond = logits.chunk(2)
-        logits = uncond + (plan.cfg_scale + 1) * (cond - uncond)
-    if rows is None:
-        return logits
-    full = logits.new_zeros((state.x.shape[0],) + logits.shape[1:])
-    return full.index_copy_(0, rows, logits)
+def block_mask(state: DecodeState) -> Tensor:
+    """[B, G] bool: canvas columns inside each row's current block."""
+    cols = torch.arange(state.gen_length, device=state.x.device)
+    return (cols >= state.block_start[:, None]) & (cols < state.block_end[:, None])
 
 
 def start_blocks(state: DecodeState, plan: DecodePlan, logits: Tensor, cols: Tensor, active: Tensor) -> None:
     starting = (state.block_step == 0) & active
     plan.blocks.start(state, starting, logits, None, cols)
-    G = state.gen_length
-    canvas_cols = torch.arange(G, device=cols.device)
-    in_block = (canvas_cols >= state.block_start[:, None]) & (canvas_cols < state.block_end[:, None])
-    state.block_masks = torch.where(starting, (state.is_mask & in_block).sum(1), state.block_masks)
+    state.block_masks = torch.where(starting, (state.is_mask & block_mask(state)).sum(1), state.block_masks)
     state.rule_state = plan.rule.reset(state.rule_state, starting)
 
 
@@ -91,9 +82,7 @@ def advance_blocks(state: DecodeState, plan: DecodePlan, active: Tensor) -> None
     """Rows whose block has no masks left move to the block holding their first remaining mask."""
     G = state.gen_length
     is_mask = state.is_mask
-    canvas_cols = torch.arange(G, device=is_mask.device)
-    in_block = (canvas_cols >= state.block_start[:, None]) & (canvas_cols < state.block_end[:, None])
-    finished = active & ~(is_mask & in_block).any(1)
+    finished = active & ~(is_mask & block_mask(state)).any(1)
     any_mask = is_mask.any(1)
     first_mask = torch.where(any_mask, is_mask.float().argmax(1), torch.full_like(state.block_start, G))
     state.block_start = torch.where(finished, plan.blocks.next_start(first_mask).clamp(max=G), state.block_start)
@@ -110,10 +99,52 @@ def apply(state: DecodeState, commit: Tensor, tokens: Tensor, cols: Tensor) -> N
     state.commit_step.scatter_(1, cols, torch.where(commit, torch.full_like(stamp, state.step), stamp))
 
 
+def prepare(model: DiffusionLM, state: DecodeState, plan: DecodePlan) -> None:
+    """Per-request set-up of the cache and the attention backend."""
+    plan.cache.new_request(model, state, plan)
+    state.extras["attention"] = plan.attention.new_request(state, plan)
+
+
+def step_logits(model: DiffusionLM, state: DecodeState, plan: DecodePlan, rows: Tensor | None,
+                cols: Tensor) -> Tensor:
+    """One counted forward through the cache strategy and the attention backend."""
+    backend = state.extras.get("attention")
+    if backend is not None:
+        plan.attention.begin_step(backend, state)
+    logits = plan.cache.logits(model, state, plan, rows, cols)
+    state.nfe += 1
+    return logits
+
+
+def decide(state: DecodeState, plan: DecodePlan, logits: Tensor, cols: Tensor, real: Tensor, active: Tensor,
+           eos_ids: Tensor, generator: torch.Generator | None) -> tuple[StepInput, Decision]:
+    """Block starts, then the commit rule and the early-commit hooks for one forward's logits."""
+    start_blocks(state, plan, logits, cols, active)
+    eligible = real & state.in_block(cols) & state.is_mask.gather(1, cols) & active[:, None]
+    step = StepInput(logits, eligible, cols, state.block_step, state.block_masks, plan.steps_per_block, eos_ids,
+                     generator, plan.tokens, state.rule_state)
+    decision = plan.rule.commit(step)
+    for hook in plan.early:
+        decision = hook.before_commit(state, step, decision)
+    return step, decision
+
+
+def finish_step(state: DecodeState, plan: DecodePlan, active: Tensor, eos_ids: Tensor) -> None:
+    for hook in plan.early:
+        filled = hook.after_commit(state, eos_ids)
+        if filled is not None:
+            state.commit_step.masked_fill_(filled, state.step)
+    if state.history is not None:
+        state.history.append(state.canvas.detach().clone().cpu())
+    advance_blocks(state, plan, active)
+    state.step += 1
+
+
 def denoise(model: DiffusionLM, state: DecodeState, plan: DecodePlan, generator: torch.Generator | None) -> None:
     """Run `plan` on `state` until every row's canvas has no masks."""
     eos_ids = torch.tensor(model.eos_ids, device=state.x.device)
     limit = 2 * state.gen_length * max(plan.steps_per_block or 1, 1) + 8
+    prepare(model, state, plan)
     while True:
         active = ~state.done
         n_active = int(active.sum())  # the step's one host sync
@@ -123,23 +154,23 @@ def denoise(model: DiffusionLM, state: DecodeState, plan: DecodePlan, generator:
             raise RuntimeError(f"decoding did not finish in {limit} steps: a commit rule committed nothing repeatedly")
         rows = None if n_active == active.shape[0] else active.nonzero().squeeze(1)
         cols, real = window(state, plan)
-        logits = forward_logits(model, state, plan, rows, cols)
-        state.nfe += 1
+        logits = step_logits(model, state, plan, rows, cols)
         state.row_nfe += active.long()
-        start_blocks(state, plan, logits, cols, active)
-        eligible = real & state.in_block(cols) & state.is_mask.gather(1, cols) & active[:, None]
-        step = StepInput(logits, eligible, cols, state.block_step, state.block_masks, plan.steps_per_block, eos_ids,
-                         generator, plan.tokens, state.rule_state)
-        decision = plan.rule.commit(step)
-        for hook in plan.early:
-            decision = hook.before_commit(state, step, decision)
+        _, decision = decide(state, plan, logits, cols, real, active, eos_ids, generator)
         # hooks may commit outside the block (fills), never a window duplicate or an already-written token
         apply(state, decision.commit & real & state.is_mask.gather(1, cols), decision.tokens, cols)
-        for hook in plan.early:
-            filled = hook.after_commit(state, eos_ids)
-            if filled is not None:
-                state.commit_step.masked_fill_(filled, state.step)
-        if state.history is not None:
-            state.history.append(state.canvas.detach().clone().cpu())
-        advance_blocks(state, plan, active)
-        state.step += 1
+        finish_step(state, plan, active, eos_ids)
+
+
+@dataclass(frozen=True)
+class Denoise(Loop):
+    """Plain denoising: one forward per step."""
+
+    name: ClassVar[str] = "denoise"
+
+    def run(self, model: DiffusionLM, state: DecodeState, plan: DecodePlan,
+            generator: torch.Generator | None) -> None:
+        denoise(model, state, plan, generator)
+
+
+LOOPS: dict[str, type[Loop]] = {"denoise": Denoise}

@@ -6,11 +6,13 @@ are vectorised over the batch and never call the network. Shapes: B batch, n win
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
+
+from ..components import Component
 
 NEG_INF = float("-inf")
 
@@ -97,10 +99,9 @@ def at_least_argmax(commit: Tensor, score: Tensor, eligible: Tensor) -> Tensor:
     return (commit | best) & eligible
 
 
-class CommitRule:
+class CommitRule(Component):
     """Base class: a frozen dataclass of options plus `commit`. Subclasses set the class attributes."""
 
-    name: ClassVar[str] = ""
     uses_steps: ClassVar[bool] = True  # False: loops until the block is empty; `steps` is then rejected
     default_block_length: ClassVar[int | None] = 32  # None = one block over the whole canvas
 
@@ -114,10 +115,6 @@ class CommitRule:
 
     def commit(self, step: StepInput) -> Decision:  # pragma: no cover - interface
         raise NotImplementedError
-
-    @classmethod
-    def option_names(cls) -> list[str]:
-        return [f.name for f in fields(cls)] if hasattr(cls, "__dataclass_fields__") else []
 
 
 def check_unit_interval(name: str, value: float, hint: str = "") -> None:

@@ -11,11 +11,11 @@ from typing import ClassVar
 
 from torch import Tensor
 
+from ..components import Component
 from ..state import DecodeState
 
 
-class BlockSchedule:
-    name: ClassVar[str] = ""
+class BlockSchedule(Component):
     variable: ClassVar[bool] = False  # True: block lengths are unknown in advance (no per-block step budget)
 
     def window(self, gen_length: int) -> int:
@@ -41,6 +41,7 @@ class BlockSchedule:
 class FixedBlocks(BlockSchedule):
     block_length: int
     name = "fixed"
+    config_fields = ("block_length",)
 
     def window(self, gen_length: int) -> int:
         return min(self.block_length, gen_length)
@@ -57,3 +58,6 @@ class FixedBlocks(BlockSchedule):
 
     def next_start(self, first_mask: Tensor) -> Tensor:
         return first_mask - first_mask % self.block_length  # blocks stay on their fixed grid
+
+
+BLOCKS: dict[str, type[BlockSchedule]] = {"fixed": FixedBlocks}

@@ -12,12 +12,12 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from ..components import Component
 from ..state import DecodeState
 from .base import Decision, StepInput
 
 
-class EarlyCommit:
-    name: ClassVar[str] = ""
+class EarlyCommit(Component):
     needs_full_canvas: ClassVar[bool] = False  # True: the step window must cover every canvas column
 
     def before_commit(self, state: DecodeState, step: StepInput, decision: Decision) -> Decision:
@@ -50,3 +50,6 @@ class EndOfTextFill(EarlyCommit):
         fill = is_mask & ~before & settled[:, None]
         canvas.masked_fill_(fill, int(eos_ids[0]))  # in place: `canvas` is a view of state.x
         return fill
+
+
+EARLY_COMMITS: dict[str, type[EarlyCommit]] = {}  # Prophet / SchED register here; `eos_fill` is a switch

@@ -1,0 +1,73 @@
+"""The cache axis: how one decoding step gets its logits, and which K/V rows it reuses.
+
+A strategy turns "logits for canvas columns `cols`" into one model forward. `NoCache` recomputes every
+row of every still-decoding sequence; the KV strategies feed only the rows they recompute and hand the
+model a `KVStore` (see `models.layers`) holding the other rows' K/V. Strategies never choose tokens.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+from torch import Tensor
+
+from ..components import Component
+from ..state import DecodeState
+
+if TYPE_CHECKING:
+    from ..loop import DecodePlan
+    from ..models.adapter import DiffusionLM
+
+
+def unconditional(x: Tensor, prompt_width: int, keep: Tensor | None, mask_id: int) -> Tensor:
+    """CFG's second copy: every real prompt token replaced by the mask."""
+    x = x.clone()
+    prompt = x[:, :prompt_width]
+    real = keep[:, :prompt_width] if keep is not None else torch.ones_like(prompt, dtype=torch.bool)
+    x[:, :prompt_width] = prompt.masked_fill(real, mask_id)
+    return x
+
+
+class CacheStrategy(Component):
+    exact: ClassVar[bool] = True  # token-identical to no cache for every policy
+
+    def new_request(self, model: "DiffusionLM", state: DecodeState, plan: "DecodePlan") -> None:
+        """Allocate per-request buffers (kept in `state.extras`)."""
+
+    def logits(self, model: "DiffusionLM", state: DecodeState, plan: "DecodePlan", rows: Tensor | None,
+               cols: Tensor) -> Tensor:
+        """One forward; logits [B, n, V] for canvas columns `cols` [B, n]; rows outside `rows` may be zeros."""
+        raise NotImplementedError
+
+    def nbytes(self, state: DecodeState) -> int:
+        return 0
+
+
+@dataclass(frozen=True)
+class NoCache(CacheStrategy):
+    """Full recomputation; finished rows are dropped from the batch."""
+
+    name = "none"
+
+    def logits(self, model: "DiffusionLM", state: DecodeState, plan: "DecodePlan", rows: Tensor | None,
+               cols: Tensor) -> Tensor:
+        x, pos, keep = state.x, state.positions, state.attention_mask
+        sel_cols = cols
+        if rows is not None:
+            x, pos, sel_cols = x[rows], pos[rows], cols[rows]
+            keep = keep[rows] if keep is not None else None
+        targets = sel_cols + state.prompt_width
+        if plan.cfg_scale > 0:  # one batched forward of [conditional; unconditional]: counted as one NFE
+            x = torch.cat([x, unconditional(x, state.prompt_width, keep, state.mask_id)])
+            pos, targets = torch.cat([pos, pos]), torch.cat([targets, targets])
+            keep = torch.cat([keep, keep]) if keep is not None else None
+        logits = model(x, positions=pos, attention_mask=keep, logits_for=targets,
+                       attention=state.extras.get("attention"))
+        if plan.cfg_scale > 0:
+            cond, uncond = logits.chunk(2)
+            logits = uncond + (plan.cfg_scale + 1) * (cond - uncond)
+        if rows is None:
+            return logits
+        full = logits.new_zeros((state.x.shape[0],) + logits.shape[1:])
+        return full.index_copy_(0, rows, logits)
