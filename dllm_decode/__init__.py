@@ -8,6 +8,7 @@ from .api import Sampler
 from .models import DiffusionLM, load_model, wrap
 from .result import GenerationResult
 from .samplers import available_samplers, register
+from . import speculative  # noqa: E402,F401 - registers the ssd / s2d2 / deer loops and the SDAR architecture
 
 __version__ = "0.1.0"
 __all__ = ["Sampler", "GenerationResult", "DiffusionLM", "load_model", "wrap", "available_samplers", "register",

@@ -22,8 +22,8 @@ from .models.adapter import DiffusionLM
 from .prompts import encode_prompts
 from .result import GenerationResult, build_result
 from .samplers.base import CommitRule, TokenOptions
-from .samplers.blocks import BLOCKS
-from .samplers.early import EARLY_COMMITS, EndOfTextFill
+from .samplers.blocks import BLOCKS, FixedBlocks
+from .samplers.early import EARLY_COMMITS, BlockEndOfTextFill, EndOfTextFill
 from .samplers.registry import resolve
 from .state import new_state
 
@@ -54,7 +54,7 @@ class Sampler:
         if not rule.uses_steps and config.steps is not None:
             raise ValueError(f"`steps` is not used by {name!r}, which decodes each block until it has no masks; "
                              f"remove `steps` or use a step-budget sampler such as 'confidence'")
-        if config.block_length is None:
+        if config.block_length is None and not BLOCKS.get(config.blocks, FixedBlocks).variable:
             block = min(rule.default_block_length or config.gen_length, config.gen_length)
             config = dataclasses.replace(config, block_length=block if config.gen_length % block == 0
                                          else config.gen_length)
@@ -89,7 +89,8 @@ class Sampler:
                 raise ValueError(f"`steps` must be a positive multiple of the number of blocks ({n_blocks} = "
                                  f"gen_length {cfg.gen_length} / block_length {cfg.block_length}), got {steps}")
             steps_per_block = steps // n_blocks
-        early = tuple(p for p in (parts.get("early_commit"), EndOfTextFill() if cfg.eos_fill else None) if p)
+        fill = BlockEndOfTextFill() if cfg.eos_fill == "block" else EndOfTextFill() if cfg.eos_fill else None
+        early = tuple(p for p in (parts.get("early_commit"), fill) if p)
         tokens = TokenOptions(cfg.temperature, cfg.logits_eos_inf, cfg.confidence_eos_eot_inf)
         return DecodePlan(rule, blocks, early, tokens, steps_per_block, cfg.cfg_scale, parts["cache"],
                           parts["attention"], parts["loop"])
@@ -124,7 +125,7 @@ class Sampler:
             generator = torch.Generator(device=model.device).manual_seed(cfg.seed)
         state = new_state(prompts, cfg.gen_length, self.plan.blocks.first_end(cfg.gen_length), model.pad_id,
                           model.mask_id, cfg.trace)
-        state.rule_state = self.rule.init_state(len(prompts), state.x.device)
+        state.rule_state = self.rule.init_state(len(prompts), cfg.gen_length, state.x.device)
         _synchronize(model.device)
         start = time.perf_counter()
         self.plan.loop.run(model, state, self.plan, generator)

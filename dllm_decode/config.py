@@ -19,7 +19,7 @@ class DecodeConfig:
     confidence_eos_eot_inf: bool = False
     blocks: str = "fixed"  # block schedule (see samplers.blocks.BLOCKS)
     early_commit: str | None = None  # early-commit rule (see samplers.early.EARLY_COMMITS), None for none
-    eos_fill: bool = False  # end-of-text fill: after a settled EOS, the rest of the row is EOS
+    eos_fill: bool | str = False  # end-of-text fill: after a settled EOS the rest is EOS; "block": at block ends
     cache: str = "none"  # KV cache strategy (see cache.CACHES)
     attention: str = "dense"  # attention backend (see kernels.ATTENTION)
     loop: str = "denoise"  # how forwards are spent (see loop.LOOPS)
@@ -40,6 +40,9 @@ class DecodeConfig:
             raise ValueError(f"`temperature` must be a number >= 0 (0 = greedy), got {self.temperature!r}")
         if not isinstance(self.cfg_scale, (int, float)) or self.cfg_scale < 0:
             raise ValueError(f"`cfg_scale` must be a number >= 0 (0 = no guidance), got {self.cfg_scale!r}")
+        if not (isinstance(self.eos_fill, bool) or self.eos_fill == "block"):
+            raise ValueError(f"`eos_fill` must be False, True (fill after the first settled EOS) or \"block\" (fill "
+                             f"when a finished block holds an EOS, LocalLeap's stop), got {self.eos_fill!r}")
         if self.seed is not None:
             _check_int("seed", self.seed, 0)
 

@@ -49,6 +49,14 @@ class DecodePlan:
     def needs_full_canvas(self) -> bool:
         return any(hook.needs_full_canvas for hook in self.early)
 
+    def total_steps(self, gen_length: int) -> int:
+        """The request's step budget: steps per block x blocks for step-budget rules, else gen_length
+        (one token per step), the denominator of early-commit progress."""
+        n_blocks = self.blocks.num_blocks(gen_length)
+        if self.steps_per_block is None or n_blocks is None:
+            return gen_length
+        return self.steps_per_block * n_blocks
+
     def components(self) -> list[Component]:
         parts: list = [self.rule, self.blocks, *self.early, self.cache, self.attention]
         return parts + ([self.loop] if self.loop is not None else [])
@@ -103,6 +111,9 @@ def prepare(model: DiffusionLM, state: DecodeState, plan: DecodePlan) -> None:
     """Per-request set-up of the cache and the attention backend."""
     plan.cache.new_request(model, state, plan)
     state.extras["attention"] = plan.attention.new_request(state, plan)
+    plan.blocks.new_request(model, state)  # e.g. AdaBlock resolves its delimiter ids from the tokenizer
+    for hook in plan.early:
+        hook.new_request(model, state)  # e.g. Prophet writes its forced anchor text into the canvas
 
 
 def step_logits(model: DiffusionLM, state: DecodeState, plan: DecodePlan, rows: Tensor | None,
@@ -122,8 +133,10 @@ def decide(state: DecodeState, plan: DecodePlan, logits: Tensor, cols: Tensor, r
     start_blocks(state, plan, logits, cols, active)
     eligible = real & state.in_block(cols) & state.is_mask.gather(1, cols) & active[:, None]
     step = StepInput(logits, eligible, cols, state.block_step, state.block_masks, plan.steps_per_block, eos_ids,
-                     generator, plan.tokens, state.rule_state)
+                     generator, plan.tokens, state.rule_state, state.step, plan.total_steps(state.gen_length))
     decision = plan.rule.commit(step)
+    if decision.rule_state is not None:
+        state.rule_state = decision.rule_state
     for hook in plan.early:
         decision = hook.before_commit(state, step, decision)
     return step, decision

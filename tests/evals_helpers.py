@@ -6,8 +6,10 @@ random model exercises the same loading, batching, accounting and resume paths.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import save_file
 
@@ -44,3 +46,25 @@ def records_of(path: Path) -> list[dict]:
         if row.get("type") == "record":
             out.append({k: v for k, v in row.items() if k not in ("wall_time",)})
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """Checkpoint directory of the tiny random LLaDA, built once per test session."""
+    torch.set_num_threads(1)  # tiny matrices: threads only add contention on busy CPUs
+    return save_tiny_llada(tmp_path_factory.mktemp("tiny-llada"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir):
+    from dllm_decode import load_model
+
+    return load_model(tiny_model_dir)
+
+
+def subprocess_env() -> dict[str, str]:
+    """Environment for child processes: the repo importable, one thread each, no hub access."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    env.update(OMP_NUM_THREADS="1", HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    return env

@@ -59,6 +59,7 @@ class DiffusionLM:
         """input_ids [B, L] -> logits [B, n, V] for query rows `logits_for` [B, n] (all L if None).
 
         `logits_for` names the positions whose token distribution is wanted; the shift is applied here.
+        The mask token's logit is -inf: committing [MASK] would leave a position masked forever.
         """
         if self.native:
             rows = None if logits_for is None else self.logit_rows(logits_for)
@@ -66,8 +67,11 @@ class DiffusionLM:
                                  logits_for=rows, attention=attention).logits
             if rows is None and self.shift:
                 logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
-            return logits
-        return self._forward_wrapped(input_ids, positions, attention_mask, cache, logits_for, attention)
+        else:
+            logits = self._forward_wrapped(input_ids, positions, attention_mask, cache, logits_for, attention)
+        if self.mask_id < logits.shape[-1]:  # finite, so CFG's difference of two such logits stays finite
+            logits[..., self.mask_id] = torch.finfo(logits.dtype).min  # in place on this forward's own output
+        return logits
 
     __call__ = forward
 

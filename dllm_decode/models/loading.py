@@ -109,7 +109,7 @@ def load_model(path_or_name: str | Path, *, dtype: str | torch.dtype | None = No
     with torch.device("meta"):
         module = arch.model_class(config)
     module.load_state_dict(read_state_dict(path), strict=True, assign=True)
-    module = module.to(device=device, dtype=dtype).eval()
+    module = module.to(device=device, dtype=dtype).eval().requires_grad_(False)
     tokenizer = load_tokenizer(path)
     mask = mask_id if mask_id is not None else getattr(config, "mask_token_id", None)
     if mask is None:

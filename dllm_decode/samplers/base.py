@@ -40,12 +40,15 @@ class StepInput:
     generator: torch.Generator | None
     tokens: TokenOptions
     rule_state: Any = None
+    step: int = 0  # global step of the request (0-based), shared by every row
+    total_steps: int | None = None  # the plan's step budget, or gen_length for rules without one
 
 
 @dataclass
 class Decision:
     commit: Tensor  # [B, n] bool, a subset of eligible
     tokens: Tensor  # [B, n] long: the prediction at every window row (x0), used by fills too
+    rule_state: Any = None  # a rule's updated per-request state; the loop stores it back when not None
 
 
 def forbid_eos(logits: Tensor, eos_ids: Tensor) -> Tensor:
@@ -105,8 +108,9 @@ class CommitRule(Component):
     uses_steps: ClassVar[bool] = True  # False: loops until the block is empty; `steps` is then rejected
     default_block_length: ClassVar[int | None] = 32  # None = one block over the whole canvas
 
-    def init_state(self, batch: int, device: torch.device) -> Any:
-        """Per-request state (credit, for instance); reset at block starts through `reset`."""
+    def init_state(self, batch: int, gen_length: int, device: torch.device) -> Any:
+        """Per-request state (credit, for instance) for `batch` rows of `gen_length` canvas columns;
+        reset at block starts through `reset`, replaced by `Decision.rule_state` when a rule returns one."""
         return None
 
     def reset(self, rule_state: Any, rows: Tensor) -> Any:

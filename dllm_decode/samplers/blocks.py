@@ -7,16 +7,22 @@ the block's first forward (AdaBlock does), so `start` runs after that forward an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from torch import Tensor
 
 from ..components import Component
 from ..state import DecodeState
 
+if TYPE_CHECKING:
+    from ..models.adapter import DiffusionLM
+
 
 class BlockSchedule(Component):
     variable: ClassVar[bool] = False  # True: block lengths are unknown in advance (no per-block step budget)
+
+    def new_request(self, model: "DiffusionLM", state: DecodeState) -> None:
+        """Per-request set-up before the first forward (kept in `state.extras`); never calls the network."""
 
     def window(self, gen_length: int) -> int:
         """Widest window of canvas columns (from the block start) whose logits a block start needs."""
@@ -60,4 +66,4 @@ class FixedBlocks(BlockSchedule):
         return first_mask - first_mask % self.block_length  # blocks stay on their fixed grid
 
 
-BLOCKS: dict[str, type[BlockSchedule]] = {"fixed": FixedBlocks}
+BLOCKS: dict[str, type[BlockSchedule]] = {"fixed": FixedBlocks}  # `adaptive` (AdaBlock) registers in registry.py

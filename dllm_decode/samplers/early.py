@@ -2,12 +2,13 @@
 
 A hook may extend a step's decision before it is applied (Prophet and SchED fill every mask with
 this step's prediction once the model is sure enough) and may edit the canvas after it is applied
-(end-of-text fill). Hooks never call the network.
+(end-of-text fill). Hooks never call the network. The gap rules share `GapEarlyCommit` below; their
+modules (`prophet.py`, `sched.py`) only say where the gap is read and how its threshold moves.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+import dataclasses
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor
@@ -16,9 +17,15 @@ from ..components import Component
 from ..state import DecodeState
 from .base import Decision, StepInput
 
+if TYPE_CHECKING:
+    from ..models.adapter import DiffusionLM
+
 
 class EarlyCommit(Component):
     needs_full_canvas: ClassVar[bool] = False  # True: the step window must cover every canvas column
+
+    def new_request(self, model: "DiffusionLM", state: DecodeState) -> None:
+        """Per-request set-up before the first forward (forced anchor text, for instance)."""
 
     def before_commit(self, state: DecodeState, step: StepInput, decision: Decision) -> Decision:
         return decision
@@ -35,21 +42,81 @@ def first_eos(canvas: Tensor, eos_ids: Tensor) -> Tensor:
     return torch.where(is_eos.any(1), is_eos.float().argmax(1), torch.full_like(is_eos[:, 0], G, dtype=torch.long))
 
 
-@dataclass(frozen=True)
+def fill_after_eos(state: DecodeState, eos_ids: Tensor, allowed: Tensor | None = None) -> Tensor:
+    """Rows with an EOS and no mask before it (and `allowed` [B]) get EOS in every later mask; [B, G] filled."""
+    canvas, is_mask = state.canvas, state.is_mask
+    eos_at = first_eos(canvas, eos_ids)
+    cols = torch.arange(canvas.shape[1], device=canvas.device)
+    before = cols[None, :] < eos_at[:, None]
+    settled = ~(is_mask & before).any(1) & (eos_at < canvas.shape[1])  # [B]
+    if allowed is not None:
+        settled = settled & allowed
+    fill = is_mask & ~before & settled[:, None]
+    canvas.masked_fill_(fill, int(eos_ids[0]))  # in place: `canvas` is a view of state.x
+    return fill
+
+
+@dataclasses.dataclass(frozen=True)
 class EndOfTextFill(EarlyCommit):
-    """EoTP: once a row has committed an EOS with every earlier position filled, the rest is EOS."""
+    """EoTP: once a row has committed an EOS with every earlier position filled, the rest is EOS.
+
+    Guarantee: never changes a token before the first EOS, and only ever writes masked positions.
+    """
 
     name = "eos_fill"
 
     def after_commit(self, state: DecodeState, eos_ids: Tensor) -> Tensor | None:
-        canvas, is_mask = state.canvas, state.is_mask
-        eos_at = first_eos(canvas, eos_ids)
-        cols = torch.arange(canvas.shape[1], device=canvas.device)
-        before = cols[None, :] < eos_at[:, None]
-        settled = ~(is_mask & before).any(1) & (eos_at < canvas.shape[1])  # [B]
-        fill = is_mask & ~before & settled[:, None]
-        canvas.masked_fill_(fill, int(eos_ids[0]))  # in place: `canvas` is a view of state.x
-        return fill
+        return fill_after_eos(state, eos_ids)
 
 
-EARLY_COMMITS: dict[str, type[EarlyCommit]] = {}  # Prophet / SchED register here; `eos_fill` is a switch
+@dataclasses.dataclass(frozen=True)
+class BlockEndOfTextFill(EarlyCommit):
+    """LocalLeap's stop (`eos_fill="block"`): when a row finishes a block holding a settled EOS, the rest is EOS.
+
+    Unlike `EndOfTextFill` the positions after the EOS inside that block are still decoded by the model.
+    """
+
+    name = "eos_fill_block"
+
+    def after_commit(self, state: DecodeState, eos_ids: Tensor) -> Tensor | None:
+        cols = torch.arange(state.gen_length, device=state.x.device)
+        in_block = (cols >= state.block_start[:, None]) & (cols < state.block_end[:, None])
+        finished = ~(state.is_mask & in_block).any(1)  # [B]: the current block has no masks left
+        inside = first_eos(state.canvas, eos_ids) < state.block_end
+        return fill_after_eos(state, eos_ids, finished & inside)
+
+
+def check_number(name: str, value: object, low: float = 0.0) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value < low:
+        raise ValueError(f"`{name}` must be a number >= {low} (a top-2 logit gap, in nats), got {value!r}")
+
+
+class GapEarlyCommit(EarlyCommit):
+    """Fill every mask with this step's x0 once the mean top-2 logit gap z1 - z2 over a region of the
+    canvas reaches a threshold that depends on progress = (global step + 1) / total steps (clamped to 1).
+
+    Total steps is the plan's step budget when it has one, else gen_length. The gap is read from the
+    raw logits of every region position (committed or not), as Prophet's reference does.
+    """
+
+    needs_full_canvas: ClassVar[bool] = True
+
+    def region(self, gen_length: int) -> tuple[int, int]:
+        """Canvas columns [start, end) whose gap is averaged."""
+        return 0, gen_length
+
+    def threshold(self, progress: float) -> float:
+        raise NotImplementedError
+
+    def before_commit(self, state: DecodeState, step: StepInput, decision: Decision) -> Decision:
+        start, end = self.region(state.gen_length)
+        progress = min((step.step + 1) / max(step.total_steps or state.gen_length, 1), 1.0)
+        inside = (step.cols >= start) & (step.cols < end)  # [B, n]
+        top2 = step.logits.float().topk(2, dim=-1).values  # [B, n, 2]
+        gap = ((top2[..., 0] - top2[..., 1]) * inside).sum(1) / inside.sum(1).clamp_min(1)  # [B] mean gap
+        fire = (gap >= self.threshold(progress)) & ~state.done
+        fill = state.is_mask.gather(1, step.cols) & fire[:, None]  # all-in: every remaining mask, any block
+        return dataclasses.replace(decision, commit=decision.commit | fill)
+
+
+EARLY_COMMITS: dict[str, type[EarlyCommit]] = {}  # Prophet / SchED register in registry.py; `eos_fill` is a switch

@@ -1,13 +1,21 @@
 """Named presets: a sampler name is a commit rule plus the defaults its paper uses.
 
-Registration is explicit (no import scanning) so a policy that fails to import fails loudly.
+Registration is explicit (no import scanning) so a policy that fails to import fails loudly. The
+block schedules and early-commit rules that live in their own modules join their tables here too.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from .adablock import AdaBlock
 from .base import CommitRule
+from .blocks import BLOCKS
+from .credit import CreditDecoding
+from .early import EARLY_COMMITS
+from .localleap import LocalLeap
+from .prophet import Prophet
+from .sched import SchED
 from .threshold import EntropyThreshold, Factor, Threshold
 from .topk import DreamTopK, LLaDATopK
 
@@ -65,3 +73,15 @@ register("threshold", Threshold, summary="Fast-dLLM: commit every position with 
          aliases=("fastdllm",))
 register("factor", Factor, summary="Fast-dLLM factor rule: longest prefix with c_n >= 1 - f/(n+1)")
 register("entropy_threshold", EntropyThreshold, summary="dParallel: commit every position with entropy <= tau_H")
+
+BLOCKS[AdaBlock.name] = AdaBlock
+EARLY_COMMITS.update({Prophet.name: Prophet, SchED.name: SchED})
+register("creditdecoding", CreditDecoding, aliases=("credit",),
+         summary="CreditDecoding: threshold rule on logits fused with per-block trace credit")
+register("localleap", LocalLeap, summary="LocalLeap: relaxed threshold within a radius of confident anchors")
+register("prophet", LLaDATopK, rule_defaults={"remasking": "low_confidence"}, defaults={"early_commit": "prophet"},
+         summary="Prophet: low-confidence top-k, all-in commit once the answer's top-2 logit gap is large")
+register("sched", LLaDATopK, rule_defaults={"remasking": "low_confidence"}, defaults={"early_commit": "sched"},
+         summary="SchED: low-confidence top-k, all-in commit once the span's gap clears a falling schedule")
+register("adablock", Threshold, defaults={"blocks": "adaptive"},
+         summary="AdaBlock: threshold rule in blocks that end at confidently predicted delimiters")

@@ -1,0 +1,77 @@
+"""Windowed cache (Window-Diffusion): decode in a sliding window of masks, prune the far field, cache the rest.
+
+Rule: the first `active_masks` masked columns of a row (in canvas order) are active: they are
+recomputed, and only they get fresh logits (other requested columns get uniform logits, so a
+confidence rule never picks them while an active column remains). The next masks, up to the first
+`attended_masks`, are the buffer: attended through their cached K/V. Masks beyond are the far
+field: pruned (not attended). Decoded tokens are always attended; the ones decoded since the row's
+last full refresh ("this phase") are recomputed so their K/V carry the real token. Every `refresh`
+steps a full forward (the no-cache forward, far field included) rewrites every column.
+Defaults 16 / 64 / 32 follow the paper's setting; with Dream's shift the column before each
+recomputed one is recomputed too. Rules that pick positions at random (LLaDA `remasking="random"`,
+Dream `alg="origin"`) would pick outside the window and are rejected.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from ..state import DecodeState
+from .rows import KVCache, check_refresh, on_canvas, periodic, shifted
+
+if TYPE_CHECKING:
+    from ..config import DecodeConfig
+    from ..loop import DecodePlan
+    from ..models.adapter import DiffusionLM
+
+PHASE = "kv_phase_start"  # key in `state.extras`: [B] step of each row's last full refresh
+
+
+@dataclass(frozen=True)
+class WindowedCache(KVCache):
+    active_masks: int = 16  # first masks recomputed and decodable
+    attended_masks: int = 64  # first masks attended (active + buffer); later masks are pruned
+    refresh: int = 32  # steps between full refreshes
+    name = "windowed"
+
+    def __post_init__(self) -> None:
+        for name in ("active_masks", "attended_masks"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
+        if self.attended_masks < self.active_masks:
+            raise ValueError(f"`attended_masks` must be >= `active_masks` ({self.active_masks}): active masks are "
+                             f"attended, got {self.attended_masks}")
+        if self.refresh is None:
+            raise ValueError("`refresh` must be an int >= 1 for the windowed cache, got None; e.g. refresh=32")
+        check_refresh(self.refresh)
+
+    def check(self, plan: "DecodePlan", config: "DecodeConfig", given: frozenset[str]) -> None:
+        super().check(plan, config, given)
+        rule = plan.rule
+        if getattr(rule, "remasking", None) == "random" or getattr(rule, "alg", None) == "origin":
+            raise ValueError(f"`cache=\"windowed\"` decodes only its first {self.active_masks} masks, but the "
+                             f"{rule.name!r} rule picks positions at random; use a confidence rule or another cache")
+
+    def new_request(self, model: "DiffusionLM", state: DecodeState, plan: "DecodePlan") -> None:
+        super().new_request(model, state, plan)
+        state.extras[PHASE] = torch.zeros_like(state.block_start)
+
+    def refresh_rows(self, model: "DiffusionLM", state: DecodeState) -> Tensor:
+        full = torch.full_like(state.done, periodic(state.step, self.refresh))
+        # the phase restarts for the rows refreshed now (read by `partial` next step)
+        state.extras[PHASE] = torch.where(full, state.step, state.extras[PHASE])
+        return full
+
+    def partial(self, model: "DiffusionLM", state: DecodeState, cols: Tensor) -> tuple[Tensor, Tensor | None]:
+        is_mask = state.is_mask
+        rank = is_mask.long().cumsum(1) - 1  # [B, G]: index of each mask among the row's masks
+        active = is_mask & (rank < self.active_masks)
+        this_phase = state.commit_step >= state.extras[PHASE][:, None]
+        recompute = shifted(on_canvas(state, active | this_phase), model.shift)
+        canvas_keys = ~is_mask | (rank < self.attended_masks)
+        keys = torch.cat([torch.ones_like(state.x[:, :state.prompt_width], dtype=torch.bool), canvas_keys], dim=1)
+        return recompute, keys

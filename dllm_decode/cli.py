@@ -1,0 +1,180 @@
+"""`dllm-decode`: generate, list samplers, run an eval grid, and report on a run directory.
+
+    dllm-decode generate --model tiny-llada --sampler threshold --option threshold=0.9 "reverse [ Ann Lee ]"
+    dllm-decode samplers
+    dllm-decode eval --model tiny-llada --preset quick
+    dllm-decode eval --model tiny-llada --suite waiting-line --samplers confidence:k=1,2,4,8 \
+        threshold:threshold=0.5,0.7,0.9,1.0 --out runs/baseline
+    dllm-decode report runs/baseline
+
+`eval` resumes: rerunning the same command continues where it stopped. Under `torchrun` it shards
+batches across processes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .evals.grid import PRESETS, get_preset, parse_grid, parse_option
+from .evals.tasks import FORMATS, SUITES
+
+log = logging.getLogger("dllm_decode.cli")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="checkpoint directory or embedded zoo name (e.g. tiny-llada)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu, or this rank's GPU)")
+    p.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: fp32 on CPU, bf16 on GPU)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dllm-decode", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="decode prompts with one sampler and print text plus accounting")
+    _add_model_args(gen)
+    gen.add_argument("--sampler", default="threshold", help="a name from `dllm-decode samplers`")
+    gen.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                     help="sampler option, repeatable (values parse as int/float/bool/None/str)")
+    gen.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    gen.add_argument("prompts", nargs="+", help="one or more prompts, decoded as one batch")
+
+    sub.add_parser("samplers", help="list samplers with their default configuration")
+
+    ev = sub.add_parser("eval", help="run a grid of sampler configurations over a task suite (resumable)")
+    _add_model_args(ev)
+    ev.add_argument("--preset", choices=sorted(PRESETS), help="named grid + suite + size; flags below override it")
+    ev.add_argument("--samplers", nargs="+", metavar="SPEC",
+                    help="specs like confidence:k=1,2,4 threshold:threshold=0.5,0.9 (k = tokens per step)")
+    ev.add_argument("--suite", choices=sorted(SUITES), help="task suite (default: the preset's, or waiting-line)")
+    ev.add_argument("--per-length", type=int, help="samples per task and list length (default: preset's or 25)")
+    ev.add_argument("--lengths", type=int, nargs="+", default=[3, 4, 5, 6], help="list lengths / puzzle levels")
+    ev.add_argument("--seed", type=int, default=1234, help="held-out eval seed (training uses other streams)")
+    ev.add_argument("--fmt", choices=FORMATS, default="compact", help="prompt format")
+    ev.add_argument("--gen-length", type=int, default=32, help="canvas length (32 fits every compact answer)")
+    ev.add_argument("--batch-size", type=int, default=32, help="prompts decoded together")
+    ev.add_argument("--out", default=None, help="run directory (default: runs/<preset>-<model>)")
+    ev.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    rep = sub.add_parser("report", help="write report.md and PNG plots for a run directory")
+    rep.add_argument("run_dir")
+    rep.add_argument("--no-plots", action="store_true", help="only the Markdown report (no matplotlib needed)")
+    return parser
+
+
+def _load(args: argparse.Namespace):
+    import torch
+
+    from .evals.distributed import rank_device
+    from .models import load_model
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = args.device if args.device is not None else rank_device()
+    return load_model(args.model, device=device, dtype=args.dtype)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .api import Sampler
+
+    options = dict(parse_option(o) for o in args.option)
+    sampler = Sampler(args.sampler, **options)  # validate before loading weights
+    result = sampler.generate(_load(args), args.prompts)
+    texts = result.text if result.text is not None else [str(ids) for ids in result.ids]
+    if args.json:
+        print(json.dumps({"text": texts, "row_nfe": result.row_nfe, "gen_tokens": result.gen_tokens,
+                          **result.summary(), "config": sampler.config}))
+        return 0
+    for i, text in enumerate(texts):
+        print(f"[{i}] {text}")
+    print("  ".join(f"{k}={v}" for k, v in result.summary().items()))
+    return 0
+
+
+def cmd_samplers(args: argparse.Namespace) -> int:
+    from .api import Sampler
+    from .samplers import available_samplers
+
+    for name in available_samplers():
+        try:
+            config = Sampler(name).config
+        except ValueError as err:  # a sampler with a required option (e.g. a drafter model) has no defaults
+            print(f"{name}: needs options: {err}")
+            continue
+        canonical = config.pop("sampler")
+        alias = f" (alias of {canonical})" if canonical != name else ""
+        print(f"{name}{alias}: " + ", ".join(f"{k}={v!r}" for k, v in config.items()))
+    return 0
+
+
+def _eval_plan(args: argparse.Namespace) -> tuple[list[Any], Any, Path]:
+    from .evals.runner import EvalSettings
+
+    preset = get_preset(args.preset) if args.preset else None
+    specs_text = args.samplers or (list(preset.samplers) if preset else None)
+    if not specs_text:
+        raise ValueError("`eval` needs `--preset` or `--samplers`, got neither; e.g. --preset quick")
+    settings = EvalSettings(suite=args.suite or (preset.suite if preset else "waiting-line"), seed=args.seed,
+                            per_length=args.per_length or (preset.per_length if preset else 25),
+                            lengths=tuple(args.lengths), fmt=args.fmt, gen_length=args.gen_length,
+                            batch_size=args.batch_size)
+    out = Path(args.out) if args.out else Path("runs") / f"{args.preset or 'custom'}-{Path(args.model).name}"
+    return parse_grid(specs_text), settings, out
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evals.distributed import init_from_env
+    from .evals.report import markdown_table
+    from .evals.runner import run_eval
+
+    specs, settings, out = _eval_plan(args)
+    for spec in specs:  # fail on a bad option before loading weights
+        spec.build(settings.gen_length)
+    rank, _ = init_from_env()
+    model = _load(args)
+    try:
+        configs = run_eval(model, specs, settings, out, model_id=args.model, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        if rank == 0:
+            print(f"\ninterrupted; every finished batch is in {out / 'records.jsonl'}. Rerun the same command "
+                  "to resume.", file=sys.stderr)
+        return 130
+    if rank == 0:
+        print(markdown_table(configs))
+        print(f"\nrecords: {out / 'records.jsonl'}\nsummary: {out / 'summary.json'}\n"
+              f"plots:   dllm-decode report {out}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .evals.report import load_summary, markdown_table, write_report
+
+    written = write_report(args.run_dir, plots=not args.no_plots)
+    print(markdown_table(load_summary(args.run_dir)["configs"]))
+    print("\n" + "\n".join(f"{kind}: {path}" for kind, path in written.items()))
+    return 0
+
+
+COMMANDS = {"generate": cmd_generate, "samplers": cmd_samplers, "eval": cmd_eval, "report": cmd_report}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code. User errors print one line and return 2."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, ImportError) as err:
+        print(f"dllm-decode {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

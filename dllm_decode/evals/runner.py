@@ -1,0 +1,193 @@
+"""The eval runner: a grid of sampler configurations x a task suite, for one model, resumable.
+
+Prompts of one task and one configuration are decoded together in batches; each finished batch is
+appended to `RUN_DIR/records.jsonl` at once (see `records`), and `summary.json` is rewritten at the end.
+Rerunning the same call skips every (config id, task, sample id) already on disk. Under `torchrun`
+the batches are dealt to ranks (see `distributed`) and rank 0 writes everything.
+"""
+from __future__ import annotations
+
+import logging
+import platform
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import transformers
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..api import Sampler
+from ..models.adapter import DiffusionLM
+from . import distributed
+from .grid import SamplerSpec
+from .metrics import summarize
+from .records import (RECORDS_FILE, SUMMARY_FILE, Key, append_lines, check_identity, config_id, exclusive,
+                      prompt_hash, read_run, record_key, repair, write_json)
+from .tasks import FORMATS, SUITES, TaskSample, make_suite, score
+
+log = logging.getLogger(__name__)
+
+WALL_TIME_NOTE = "per-sample wall_time = wall time of its batch / batch size (decoding only, warm-up excluded)"
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Which samples to draw and how to batch them. The seed is a held-out eval seed (training draws
+    from other streams), so scores measure generalisation, not memorisation."""
+
+    suite: str = "waiting-line"
+    seed: int = 1234
+    per_length: int = 25
+    lengths: tuple[int, ...] = (3, 4, 5, 6)
+    fmt: str = "compact"
+    gen_length: int = 32
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        if self.suite not in SUITES:
+            raise ValueError(f"`suite` must be one of {sorted(SUITES)}, got {self.suite!r}")
+        if self.fmt not in FORMATS:
+            raise ValueError(f"`fmt` must be one of {list(FORMATS)}, got {self.fmt!r}")
+        for name in ("per_length", "gen_length", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
+        object.__setattr__(self, "lengths", tuple(self.lengths))  # lists from JSON/CLI compare equal to tuples
+
+    def samples(self) -> list[TaskSample]:
+        return make_suite(self.suite, seed=self.seed, per_length=self.per_length, lengths=self.lengths,
+                          fmt=self.fmt)
+
+
+@dataclass
+class Batch:
+    spec: SamplerSpec
+    sampler: Sampler
+    config_id: str
+    samples: list[TaskSample]
+
+
+def run_header(model: DiffusionLM, model_id: str, settings: EvalSettings, world_size: int) -> dict[str, Any]:
+    return {"type": "header", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "model": model_id,
+            "model_class": type(model.module).__name__, "dllm_decode": __version__, "torch": torch.__version__,
+            "transformers": transformers.__version__, "python": platform.python_version(),
+            "device": str(model.device), "dtype": str(model.dtype).replace("torch.", ""),
+            "threads": torch.get_num_threads(), "world_size": world_size, "argv": sys.argv,
+            "wall_time_note": WALL_TIME_NOTE, **asdict(settings), "lengths": list(settings.lengths)}
+
+
+def plan_batches(samplers: list[tuple[SamplerSpec, Sampler]], samples: list[TaskSample], batch_size: int,
+                 done: set[Key]) -> list[Batch]:
+    """Batches of not-yet-recorded samples. Batches are cut from the full task list, so a resumed run
+    decodes the same groups of prompts as an uninterrupted one."""
+    by_task: dict[str, list[TaskSample]] = {}
+    for sample in samples:
+        by_task.setdefault(sample.task, []).append(sample)
+    batches = []
+    for spec, sampler in samplers:
+        cid = config_id(sampler.config)
+        for task, group in by_task.items():
+            for start in range(0, len(group), batch_size):
+                todo = [s for s in group[start:start + batch_size] if (cid, task, s.id) not in done]
+                if todo:
+                    batches.append(Batch(spec, sampler, cid, todo))
+    return batches
+
+
+def decode_batch(model: DiffusionLM, batch: Batch) -> tuple[list[dict[str, Any]], int]:
+    """One generate call -> (one record per sample with per-row accounting, the batch's forwards)."""
+    result = batch.sampler.generate(model, [s.prompt for s in batch.samples])
+    texts = result.text if result.text is not None else [" ".join(map(str, ids)) for ids in result.ids]
+    share = result.wall_time / len(batch.samples)
+    rows = [{"type": "record", "config_id": batch.config_id, "sampler": batch.spec.sampler,
+             "options": batch.spec.options, "label": batch.spec.label, "config": batch.sampler.config,
+             "task": s.task, "id": s.id, "prompt_sha": prompt_hash(s.prompt), "output": text,
+             "score": score(s, text), "nfe": nfe, "gen_tokens": tokens, "canvas_length": result.canvas.shape[1],
+             "wall_time": share}
+            for s, text, nfe, tokens in zip(batch.samples, texts, result.row_nfe, result.gen_tokens)]
+    return rows, result.nfe
+
+
+def _resume_state(path: Path, header: dict[str, Any]) -> set[Key]:
+    """On rank 0: validate the existing file and return its keys."""
+    repair(path)
+    headers, records = read_run(path)
+    check_identity(headers, header, path)
+    return {record_key(r) for r in records}
+
+
+def run_eval(model: DiffusionLM, specs: Sequence[SamplerSpec], settings: EvalSettings, out_dir: str | Path, *,
+             model_id: str | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    """Decode every (configuration, sample) not yet in `out_dir/records.jsonl`; return the summary entries.
+
+    Every configuration is built (and so validated) before anything runs.
+    """
+    rank, world_size = distributed.world()
+    out = Path(out_dir)
+    samplers = [(spec, spec.build(settings.gen_length)) for spec in specs]
+    header = run_header(model, model_id or model.name, settings, world_size)
+    with ExitStack() as stack:
+        error = None
+        done: set[Key] = set()
+        if rank == 0:
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+                stack.enter_context(exclusive(out))
+                done = _resume_state(out / RECORDS_FILE, header)
+            except ValueError as err:
+                error = str(err)
+        done, error = distributed.broadcast((done, error))
+        if error is not None:
+            raise ValueError(error)
+        return _run_locked(model, samplers, settings, out, header, done, rank, world_size, progress)
+
+
+def _run_locked(model: DiffusionLM, samplers: list[tuple[SamplerSpec, Sampler]], settings: EvalSettings, out: Path,
+                header: dict[str, Any], done: set[Key], rank: int, world_size: int,
+                progress: bool) -> list[dict[str, Any]]:
+    path = out / RECORDS_FILE
+    batches = plan_batches(samplers, settings.samples(), settings.batch_size, done)
+    if rank == 0:
+        append_lines(path, [header])
+        if done:
+            log.info("resuming %s: %d records on disk, %d batches to go", path, len(done), len(batches))
+    if batches:
+        _decode_all(model, batches, rank, world_size, path, progress)
+    distributed.barrier()
+    if rank != 0:
+        return []
+    _, records = read_run(path)
+    summary = summarize(records)
+    write_json(out / SUMMARY_FILE, {"header": header, "configs": summary["configs"], "pbx": summary["pbx"]})
+    return summary["configs"]
+
+def _decode_all(model: DiffusionLM, batches: list[Batch], rank: int, world_size: int, path: Path,
+                progress: bool) -> None:
+    """Rounds of `world_size` batches: each rank decodes one, rank 0 appends them in batch order."""
+    first = batches[0]
+    first.sampler.generate(model, [first.samples[0].prompt])  # warm-up, excluded from wall time
+    total = sum(len(b.samples) for b in batches)
+    bar = tqdm(total=total, unit="sample", desc="eval", disable=not progress or rank != 0, dynamic_ncols=True)
+    forwards = tokens = row_forwards = 0
+    try:
+        for start in range(0, len(batches), world_size):
+            mine = start + rank
+            rows, nfe = decode_batch(model, batches[mine]) if mine < len(batches) else ([], 0)
+            parts = distributed.gather((rows, nfe))
+            if rank != 0:
+                continue
+            gathered = [r for part, _ in parts for r in part]
+            append_lines(path, gathered)
+            forwards += sum(n for _, n in parts)
+            tokens += sum(r["gen_tokens"] for r in gathered)
+            row_forwards += sum(r["nfe"] for r in gathered)
+            bar.set_postfix(nfe=forwards, tpf=f"{tokens / max(row_forwards, 1):.2f}", refresh=False)
+            bar.update(len(gathered))
+    finally:
+        bar.close()
+

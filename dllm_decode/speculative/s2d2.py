@@ -1,0 +1,158 @@
+"""`s2d2`: self-speculative decoding for block-diffusion models, verified by the same model in AR mode.
+
+Rule (S2D2): a block-diffusion model with block size 1 is autoregressive. Each step drafts with the normal
+block forward (tokens x_i ~ p_i over the block's masks); takes the leftmost contiguous span of masks; a
+routing policy (`routing.py`) decides whether to verify; verification is ONE extra forward over
+[sequence with the span filled by the drafts | W mask tokens] in which every real token attends causally
+and appended mask j (sharing span position j's position id) attends the tokens before that position and
+itself, which yields the AR-mode distribution q_j. The shared verifier accepts left to right with
+min(1, q/p) and resamples the first rejection from normalize((q - p)+). Rows that did not verify, or whose
+verification committed fewer than `min_commit` tokens, take the base commit rule's decision (SDAR's
+low-confidence dynamic rule, threshold 0.85, by default).
+Paper: S2D2, up to 4.7x over AR decoding and 1.57x over a tuned threshold baseline on SDAR (+4.5 points).
+Guarantee: verifying every step (`route="always"`) at temperature 0 reproduces the model's own AR-mode
+(block size 1) greedy decoding token for token; at T > 0 verified tokens follow the AR-mode distribution.
+Accounting: `nfe` counts draft and verification forwards alike. Shapes: B batch, W block, V vocabulary.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from ..cache.base import NoCache
+from ..kernels.base import DenseAttention
+from ..loop import DecodePlan, Loop, apply, decide, finish_step, prepare, step_logits, window
+from ..models.adapter import DiffusionLM
+from ..samplers.base import forbid_eos
+from ..samplers.early import EndOfTextFill
+from ..state import DecodeState
+from .routing import ROUTES, choose_rows, expected_accepted, init_route_state, update_route_state
+from .verifier import draw, probabilities, verify
+
+ROUTE_OPTIONS = {"min_span": ("span",), "route_cost": ("score", "hysteresis"),
+                 "hysteresis_on": ("hysteresis",), "hysteresis_off": ("hysteresis",), "ucb_c": ("ucb",)}
+
+
+@dataclass(frozen=True)
+class S2D2(Loop):
+    """Draft with the block forward, verify the leftmost mask span in AR mode when the router says so."""
+
+    route: str = "score"
+    min_span: int = 2
+    route_cost: float = 1.0
+    hysteresis_on: float = 1.0
+    hysteresis_off: float = -5.0
+    ucb_c: float = 1.0
+    min_commit: int = 1
+    name: ClassVar[str] = "s2d2"
+
+    def __post_init__(self) -> None:
+        if self.route not in ROUTES:
+            raise ValueError(f"`route` must be one of {list(ROUTES)}, got {self.route!r}")
+        for key in ("min_span", "min_commit"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{key}` must be an int >= 1, got {value!r}")
+        if self.hysteresis_off >= self.hysteresis_on:
+            raise ValueError(f"`hysteresis_off` must be below `hysteresis_on` ({self.hysteresis_on}), got "
+                             f"{self.hysteresis_off}")
+        if self.ucb_c < 0 or self.route_cost < 0:
+            raise ValueError(f"`ucb_c` and `route_cost` must be >= 0, got {self.ucb_c}, {self.route_cost}")
+
+    def check(self, plan: DecodePlan, config, given: frozenset[str]) -> None:
+        for key, routes in ROUTE_OPTIONS.items():
+            if key in given and self.route not in routes:
+                raise ValueError(f"`{key}` only applies to route {' / '.join(routes)}, got route={self.route!r}; "
+                                 f"remove `{key}`")
+        if not isinstance(plan.cache, NoCache) or not isinstance(plan.attention, DenseAttention):
+            raise ValueError("`loop=\"s2d2\"` builds its own verification mask, so `cache` must be 'none' and "
+                             f"`attention` 'dense', got cache={config.cache!r}, attention={config.attention!r}")
+        if plan.cfg_scale or any(not isinstance(hook, EndOfTextFill) for hook in plan.early):
+            raise ValueError("`loop=\"s2d2\"` supports `eos_fill` but neither `cfg_scale` nor early-commit rules")
+
+    def run(self, model: DiffusionLM, state: DecodeState, plan: DecodePlan,
+            generator: torch.Generator | None) -> None:
+        if model.shift != 0:
+            raise ValueError(f"`loop=\"s2d2\"` needs a block-diffusion model with unshifted logits (SDAR), got "
+                             f"{model.name} with shift={model.shift}")
+        eos_ids = torch.tensor(model.eos_ids, device=state.x.device)
+        B, device, T = state.x.shape[0], state.x.device, plan.tokens.temperature
+        route = init_route_state(self.route, B, device)
+        stats = {"verify_nfe": 0, "accepted": []}
+        state.extras["s2d2"] = stats
+        prepare(model, state, plan)
+        while True:
+            active = ~state.done
+            n_active = int(active.sum())  # host sync 1 of at most 2 per step (the second: whether anyone verifies)
+            if n_active == 0:
+                break
+            rows = None if n_active == B else active.nonzero().squeeze(1)
+            cols, real = window(state, plan)
+            logits = step_logits(model, state, plan, rows, cols)
+            state.row_nfe += active.long()
+            step, decision = decide(state, plan, logits, cols, real, active, eos_ids, generator)
+            W = cols.shape[1]
+            first = step.eligible.float().argmax(1)  # leftmost mask of the block (window index)
+            slot = first[:, None] + torch.arange(W, device=device)  # span-aligned window index, may pass W
+            span = torch.cat([step.eligible, torch.zeros_like(step.eligible)], 1).gather(1, slot).long().cumprod(1).bool()
+            span_len = span.sum(1)
+            draft_logits = forbid_eos(logits, eos_ids) if plan.tokens.logits_eos_inf else logits
+            p = probabilities(draft_logits.gather(1, slot.clamp(max=W - 1)[..., None].expand(-1, -1, logits.shape[-1])), T)
+            drafts = draw(p, T, generator)  # [B, W] span-aligned
+            expected = expected_accepted(p, span)
+            verifying = choose_rows(self.route, route, span_len, expected, min_span=self.min_span,
+                                    cost=self.route_cost, ucb_c=self.ucb_c) & active
+            commit, tokens = decision.commit, decision.tokens
+            accepted = torch.zeros_like(span_len)
+            if bool(verifying.any()):
+                q = self._verify_forward(model, state, plan, cols, slot, span, drafts, verifying, eos_ids)
+                q = torch.where(verifying[:, None, None], q, p)  # rows that skip: any valid distribution
+                verdict = verify(drafts, p, q, temperature=T, limit=span_len, generator=generator)
+                accepted = verdict.accepted
+                j = torch.arange(W, device=device)[None, :]
+                v_commit = ((j < accepted[:, None]) | ((j == accepted[:, None]) & (accepted < span_len)[:, None])) & span
+                v_tokens = torch.where(j < accepted[:, None], drafts, verdict.token[:, None])
+                use = verifying & (v_commit.sum(1) >= self.min_commit)
+                wide_commit = torch.zeros(B, 2 * W, dtype=torch.bool, device=device).scatter(1, slot, v_commit)
+                wide_tokens = torch.cat([tokens, tokens], 1).scatter(1, slot, v_tokens)
+                commit = torch.where(use[:, None], wide_commit[:, :W], commit)
+                tokens = torch.where(use[:, None], wide_tokens[:, :W], tokens)
+                state.nfe += 1  # the verification forward
+                stats["verify_nfe"] += 1
+                state.row_nfe += verifying.long()
+            commit = commit & real & state.is_mask.gather(1, cols)
+            apply(state, commit, tokens, cols)
+            stats["accepted"].append(accepted.where(verifying, torch.full_like(accepted, -1)).cpu())
+            route = update_route_state(self.route, route, active, verifying, expected, accepted, commit.sum(1),
+                                       cost=self.route_cost, on=self.hysteresis_on, off=self.hysteresis_off)
+            finish_step(state, plan, active, eos_ids)
+
+    @staticmethod
+    def _verify_forward(model: DiffusionLM, state: DecodeState, plan: DecodePlan, cols: Tensor, slot: Tensor,
+                        span: Tensor, drafts: Tensor, verifying: Tensor, eos_ids: Tensor) -> Tensor:
+        """AR-mode probabilities q [B, W, V] at the span positions (zeros for rows that do not verify)."""
+        R = verifying.nonzero().squeeze(1)
+        P, S, W = state.prompt_width, state.x.shape[1], slot.shape[1]
+        device = state.x.device
+        j = torch.arange(W, device=device)
+        canvas_col = torch.cat([cols, cols], 1).gather(1, slot.clamp(max=2 * W - 1))  # [B, W] canvas column of span j
+        canvas_col = torch.where(span, canvas_col, cols[:, -1:].expand_as(canvas_col))
+        target = torch.where(span, P + canvas_col, S + j)  # drafts go into the sequence, the rest into the tail
+        x = torch.cat([state.x, torch.full_like(state.x[:, :W], state.mask_id)], 1)  # [B, S + W]
+        x.scatter_(1, target, torch.where(span, drafts, torch.full_like(drafts, state.mask_id)))
+        pos = torch.cat([state.positions, state.positions.gather(1, P + canvas_col)], 1)
+        keep = state.attention_mask if state.attention_mask is not None else torch.ones_like(state.x, dtype=torch.bool)
+        t = torch.arange(S, device=device)
+        main = (t[None, :, None] >= t[None, None, :]) & keep[:, None, :]  # [B, S, S] causal (AR mode)
+        tail = (t[None, None, :] < (P + canvas_col)[:, :, None]) & keep[:, None, :]  # [B, W, S]: tokens before j
+        mask = torch.cat([torch.cat([main, torch.zeros(x.shape[0], S, W, dtype=torch.bool, device=device)], 2),
+                          torch.cat([tail, torch.eye(W, dtype=torch.bool, device=device).expand(x.shape[0], W, W)], 2)],
+                         1)[:, None]  # [B, 1, S + W, S + W]
+        logits = model(x[R], positions=pos[R], attention_mask=mask[R], logits_for=(S + j).expand(len(R), W))
+        if plan.tokens.logits_eos_inf:
+            logits = forbid_eos(logits, eos_ids)
+        q = probabilities(logits, plan.tokens.temperature)
+        return q.new_zeros((state.x.shape[0],) + q.shape[1:]).index_copy_(0, R, q)
