@@ -99,12 +99,16 @@ def advance_blocks(state: DecodeState, plan: DecodePlan, active: Tensor) -> None
 
 
 def apply(state: DecodeState, commit: Tensor, tokens: Tensor, cols: Tensor) -> None:
-    """Write committed tokens into the canvas and stamp their commit step."""
+    """Write committed tokens into the canvas and stamp their commit step.
+
+    `cols` may repeat a column (windows clamped at the canvas end); scatter-add of the committed
+    copies only (at most one per column) keeps a duplicate's no-op from overwriting a real commit.
+    """
     canvas = state.canvas
-    current = canvas.gather(1, cols)
-    canvas.scatter_(1, cols, torch.where(commit, tokens, current))  # in place: `canvas` is a view of state.x
-    stamp = state.commit_step.gather(1, cols)
-    state.commit_step.scatter_(1, cols, torch.where(commit, torch.full_like(stamp, state.step), stamp))
+    hits = torch.zeros_like(canvas).scatter_add_(1, cols, commit.long()) > 0
+    written = torch.zeros_like(canvas).scatter_add_(1, cols, torch.where(commit, tokens, 0))
+    canvas.copy_(torch.where(hits, written, canvas))  # in place: `canvas` is a view of state.x
+    state.commit_step.masked_fill_(hits, state.step)
 
 
 def prepare(model: DiffusionLM, state: DecodeState, plan: DecodePlan) -> None:

@@ -51,7 +51,8 @@ class DelayedCache(KVCache):
 
     def partial(self, model: "DiffusionLM", state: DecodeState, cols: Tensor) -> tuple[Tensor, Tensor | None]:
         committed = state.commit_step
-        just_decoded = (committed >= 0) & (committed >= state.step - 1)  # [B, G]: decoded last step, K/V still that of the mask
+        # [B, G]: decoded last step, so the cached K/V is still that of the mask
+        just_decoded = (committed >= 0) & (committed >= state.step - 1)
         if self.delay_mode == "decode":
             canvas = just_decoded | (committed < 0)
         else:

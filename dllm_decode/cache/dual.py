@@ -5,7 +5,8 @@ other steps feed only the current block (plus, with Dream's shift, the column be
 hidden state predicts the block's first token; plus any wider window the block schedule reads, as
 with AdaBlock) and attend every column, cached prefix and suffix included. Approximate with
 bidirectional attention (stale prefix and suffix K/V); exact for block-causal models, where the
-prefix does not depend on the block and the block does not attend the suffix; `refresh=1` is the no-cache forward at every step, hence exact.
+prefix does not depend on the block and the block does not attend the suffix. `refresh=1` is the
+no-cache forward at every step, hence exact.
 """
 from __future__ import annotations
 

@@ -89,16 +89,22 @@ def masked_confidence(confidence: Tensor, x0: Tensor, step: StepInput) -> Tensor
     return confidence.masked_fill(~step.eligible, NEG_INF)
 
 
+def rank_key(score: Tensor, eligible: Tensor) -> Tensor:
+    """Score with every eligible position above every ineligible one, even eligible ones scored -inf
+    (e.g. EOS predictions under `confidence_eos_eot_inf`): those still rank, last among the eligible."""
+    return torch.where(eligible, score.clamp_min(torch.finfo(score.dtype).min), NEG_INF)
+
+
 def top_k_mask(score: Tensor, k: Tensor, eligible: Tensor) -> Tensor:
     """Per-row top-k of `score` [B, n] with per-row k [B], restricted to eligible rows; no Python loop."""
-    order = score.argsort(dim=-1, descending=True, stable=True)
+    order = rank_key(score, eligible).argsort(dim=-1, descending=True, stable=True)
     ranks = torch.empty_like(order).scatter_(-1, order, torch.arange(score.shape[-1], device=score.device).expand_as(order))
     return (ranks < k[:, None]) & eligible
 
 
 def at_least_argmax(commit: Tensor, score: Tensor, eligible: Tensor) -> Tensor:
     """Add each row's best eligible position so every row with a mask left commits at least one token."""
-    best = torch.zeros_like(commit).scatter_(-1, score.argmax(-1, keepdim=True), True)
+    best = torch.zeros_like(commit).scatter_(-1, rank_key(score, eligible).argmax(-1, keepdim=True), True)
     return (commit | best) & eligible
 
 

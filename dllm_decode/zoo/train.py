@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import shutil
 import time
@@ -47,6 +48,22 @@ class TrainConfig:
     seed: int = 0
     threads: int = 1
     save_every: int = 200
+    stop_at: int = 0  # 0: train all `steps`; else stop there (the cosine schedule still spans `steps`)
+    anneal: int = 0  # the last `anneal` steps before stopping decay the learning rate linearly to 0
+
+# Options that only change steps >= stop_at - anneal: a checkpoint from before then resumes under them.
+LATE_OPTIONS = ("stop_at", "anneal")
+
+
+def lr_factor(cfg: TrainConfig, step: int) -> float:
+    """Warm-up, cosine over `steps` (floor 5%), then an optional linear anneal to 0 ending at `stop_at`."""
+    def cosine(s: int) -> float:
+        return min(1.0, (s + 1) / cfg.warmup) * max(0.05, 0.5 * (1 + math.cos(math.pi * s / cfg.steps)))
+    end = cfg.stop_at or cfg.steps
+    start = end - cfg.anneal
+    if cfg.anneal and step >= start:
+        return cosine(start) * max(0.0, (end - step) / cfg.anneal)
+    return cosine(step)
 
 
 def build_model(cfg: TrainConfig, vocab_size: int, mask_id: int, eos_id: int, pad_id: int):
@@ -104,6 +121,12 @@ def export(model, tokenizer, out_dir: Path, meta: dict) -> None:
     (out_dir / "training.json").write_text(json.dumps(meta, indent=2))
 
 
+def command_line(cfg: TrainConfig) -> str:
+    """The documented command that retrains this configuration from scratch."""
+    changed = [f"--{k.replace('_', '-')} {v}" for k, v in asdict(cfg).items() if v != getattr(TrainConfig(), k)]
+    return " ".join(["python -m dllm_decode.zoo.train", *changed, "--out DIR"])
+
+
 def train(cfg: TrainConfig, out_dir: Path, resume: bool = True) -> Path:
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -111,21 +134,23 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = True) -> Path:
     tokenizer = build_tokenizer()
     model = build_model(cfg, len(tokenizer), tokenizer.mask_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * max(
-        0.05, 0.5 * (1 + torch.cos(torch.tensor(torch.pi * s / cfg.steps)).item())))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s))
     rng, gen, step, elapsed = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed), 0, 0.0
     ckpt = out_dir / "train_state.ckpt.pt"
     if resume and ckpt.is_file():
         state = torch.load(ckpt, weights_only=False)  # our own training state, written below
-        if state["config"] != asdict(cfg):
+        early = {k: v for k, v in asdict(cfg).items() if k not in LATE_OPTIONS}
+        saved = {k: v for k, v in state["config"].items() if k not in LATE_OPTIONS}
+        if saved != early or state["step"] > (cfg.stop_at or cfg.steps) - cfg.anneal:
             raise ValueError(f"{ckpt} was written with {state['config']}, not {asdict(cfg)}; use a new --out")
         model.load_state_dict(state["model"]); opt.load_state_dict(state["opt"]); sched.load_state_dict(state["sched"])
         rng.setstate(state["rng"]); gen.set_state(state["gen"]); step, elapsed = state["step"], state["elapsed"]
     shift = 1 if cfg.arch == "dream" else 0
     model.train()
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.arch}", unit="step")
+    end = cfg.stop_at or cfg.steps
+    bar = tqdm(total=end, initial=step, desc=f"train {cfg.arch}", unit="step")
     start = time.perf_counter() - elapsed
-    while step < cfg.steps:
+    while step < end:
         x, keep, width = draw_batch(rng, tokenizer, cfg.batch_size)
         loss = diffusion_loss(model, x, keep, width, tokenizer.mask_token_id, shift, gen)
         opt.zero_grad(set_to_none=True)
@@ -133,7 +158,7 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = True) -> Path:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step(); sched.step(); step += 1
         bar.update(1); bar.set_postfix(loss=f"{loss.item():.3f}")
-        if step % cfg.save_every == 0 or step == cfg.steps:
+        if step % cfg.save_every == 0 or step == end:
             tmp = ckpt.with_suffix(".tmp")
             torch.save({"config": asdict(cfg), "model": model.state_dict(), "opt": opt.state_dict(),
                         "sched": sched.state_dict(), "rng": rng.getstate(), "gen": gen.get_state(), "step": step,
@@ -141,7 +166,8 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = True) -> Path:
             tmp.replace(ckpt)  # atomic: an interrupted save never corrupts the last good state
     bar.close()
     meta = {"config": asdict(cfg), "gen_length": GEN_LENGTH, "train_seconds": round(time.perf_counter() - start, 1),
-            "final_loss": loss.item() if cfg.steps else None, "torch": torch.__version__}
+            "parameters": sum(p.numel() for p in model.parameters()), "command": command_line(cfg),
+            "final_loss": loss.item() if step else None, "torch": torch.__version__}
     export(model.eval(), tokenizer, out_dir, meta)
     return out_dir
 

@@ -202,8 +202,11 @@ def train(cfg: SpecTrainConfig, out_dir: Path, resume: bool = True) -> Path:
     pool_file = out_dir / "target_pool.json"
     if resume and ckpt.is_file():
         state = torch.load(ckpt, weights_only=False)  # our own training state, written below
-        if state["config"] != asdict(cfg):
-            raise ValueError(f"{ckpt} was written with {state['config']}, not {asdict(cfg)}; use a new --out")
+        budget = ("steps", "minutes")  # may grow on resume: training continues with a longer schedule
+        if {k: v for k, v in state["config"].items() if k not in budget} != \
+                {k: v for k, v in asdict(cfg).items() if k not in budget}:
+            raise ValueError(f"{ckpt} was written with {state['config']}, not {asdict(cfg)}; use a new --out "
+                             "(only --steps and --minutes may change on resume)")
         model.load_state_dict(state["model"]); opt.load_state_dict(state["opt"])
         rng.setstate(state["rng"]); gen.set_state(state["gen"]); step, elapsed = state["step"], state["elapsed"]
     pool = None
