@@ -13,7 +13,7 @@ from pathlib import Path
 from ..evals.report import markdown_table, per_task_markdown
 
 
-def card(model_dir: Path, run_dir: Path, name: str, command: str) -> str:
+def card(model_dir: Path, run_dir: Path, name: str, command: str, status: str = "") -> str:
     training = json.loads((model_dir / "training.json").read_text())
     config = json.loads((model_dir / "config.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())["configs"]
@@ -25,6 +25,7 @@ def card(model_dir: Path, run_dir: Path, name: str, command: str) -> str:
         "procedural task suite (`dllm_decode.evals.tasks`, compact format): the ten Waiting Line tasks and the",
         "4x4 Latin square / Sudoku puzzles (puzzles sampled at half the rate of each list task), list lengths 3-6,",
         f"fresh random instances every step (seeded stream {cfg['seed']}); canvas {training['gen_length']} tokens.",
+        *(["", "## Status", "", status] if status else []),
         "", "## Training", "",
         f"- objective: LLaDA SFT masked-diffusion loss, t ~ U(0, 1), 1/t weighting, prompt never masked"
         + ("; shifted logits (Dream)" if config["model_type"] == "Dream" else ""),
@@ -48,9 +49,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--name", required=True)
     parser.add_argument("--command", required=True, help="the eval command that made the run")
+    parser.add_argument("--status", default="", help="what the weights can and cannot do, in a sentence or two")
     parser.add_argument("--out", type=Path, default=None, help="default: MODEL_DIR/README.md")
     args = parser.parse_args(argv)
-    text = card(args.model_dir, args.run_dir, args.name, args.command)
+    text = card(args.model_dir, args.run_dir, args.name, args.command, args.status)
     (args.out or args.model_dir / "README.md").write_text(text)
     print(text)
 
