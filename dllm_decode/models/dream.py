@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from transformers import PretrainedConfig, PreTrainedModel
 
-from .layers import LogitsOutput, RMSNorm, attend, build_context, default_positions, select_rows, swiglu
+from .layers import init_weights, LogitsOutput, RMSNorm, attend, build_context, default_positions, select_rows, swiglu
 
 
 class DreamConfig(PretrainedConfig):
@@ -117,10 +117,7 @@ class DreamModel(PreTrainedModel):
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=0.02)
-            if getattr(module, "bias", None) is not None:
-                nn.init.zeros_(module.bias)
+        init_weights(module)
 
     def head(self, hidden: Tensor) -> Tensor:
         weight = self.model.embed_tokens.weight if self.config.tie_word_embeddings else self.lm_head.weight

@@ -129,6 +129,16 @@ def select_rows(hidden: Tensor, logits_for: Tensor | None) -> Tensor:
     return hidden.gather(1, logits_for[..., None].expand(-1, -1, hidden.shape[-1]))
 
 
+def init_weights(module: nn.Module) -> None:
+    """`_init_weights` of every architecture here: N(0, 0.02) matrices, zero biases, unit norm gains."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+        if getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, RMSNorm):
+        nn.init.ones_(module.weight)
+
+
 def swiglu(x: Tensor, gate: nn.Linear, up: nn.Linear, down: nn.Linear) -> Tensor:
     return down(F.silu(gate(x)) * up(x))
 

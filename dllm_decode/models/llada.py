@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from transformers import PretrainedConfig, PreTrainedModel
 
-from .layers import LogitsOutput, RMSNorm, attend, build_context, default_positions, select_rows, swiglu
+from .layers import init_weights, LogitsOutput, RMSNorm, attend, build_context, default_positions, select_rows, swiglu
 
 
 class LLaDAConfig(PretrainedConfig):
@@ -124,10 +124,7 @@ class LLaDAModelLM(PreTrainedModel):
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=0.02)
-            if getattr(module, "bias", None) is not None:
-                nn.init.zeros_(module.bias)
+        init_weights(module)
 
     def lm_head(self, hidden: Tensor) -> Tensor:
         t = self.model.transformer

@@ -18,7 +18,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 
 from .adapter import DiffusionLM
 from .dream import QwenAttention, QwenLayer
-from .layers import LogitsOutput, RMSNorm, attend, build_context, default_positions, select_rows
+from .layers import init_weights, LogitsOutput, RMSNorm, attend, build_context, default_positions, select_rows
 
 
 class SDARConfig(PretrainedConfig):
@@ -120,12 +120,7 @@ class SDARForCausalLM(PreTrainedModel):
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=0.02)
-            if getattr(module, "bias", None) is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, RMSNorm):
-            nn.init.ones_(module.weight)
+        init_weights(module)
 
     def head(self, hidden: Tensor) -> Tensor:
         weight = self.model.embed_tokens.weight if self.config.tie_word_embeddings else self.lm_head.weight
