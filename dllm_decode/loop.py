@@ -73,16 +73,10 @@ def window(state: DecodeState, plan: DecodePlan) -> tuple[Tensor, Tensor]:
     return cols.clamp(max=G - 1), cols < G
 
 
-def block_mask(state: DecodeState) -> Tensor:
-    """[B, G] bool: canvas columns inside each row's current block."""
-    cols = torch.arange(state.gen_length, device=state.x.device)
-    return (cols >= state.block_start[:, None]) & (cols < state.block_end[:, None])
-
-
 def start_blocks(state: DecodeState, plan: DecodePlan, logits: Tensor, cols: Tensor, active: Tensor) -> None:
     starting = (state.block_step == 0) & active
     plan.blocks.start(state, starting, logits, None, cols)
-    state.block_masks = torch.where(starting, (state.is_mask & block_mask(state)).sum(1), state.block_masks)
+    state.block_masks = torch.where(starting, (state.is_mask & state.block_mask).sum(1), state.block_masks)
     state.rule_state = plan.rule.reset(state.rule_state, starting)
 
 
@@ -90,7 +84,7 @@ def advance_blocks(state: DecodeState, plan: DecodePlan, active: Tensor) -> None
     """Rows whose block has no masks left move to the block holding their first remaining mask."""
     G = state.gen_length
     is_mask = state.is_mask
-    finished = active & ~(is_mask & block_mask(state)).any(1)
+    finished = active & ~(is_mask & state.block_mask).any(1)
     any_mask = is_mask.any(1)
     first_mask = torch.where(any_mask, is_mask.float().argmax(1), torch.full_like(state.block_start, G))
     state.block_start = torch.where(finished, plan.blocks.next_start(first_mask).clamp(max=G), state.block_start)

@@ -51,6 +51,11 @@ class DecodeState:
         """[B, n] bool: which canvas columns lie inside each row's current block."""
         return (cols >= self.block_start[:, None]) & (cols < self.block_end[:, None])
 
+    @property
+    def block_mask(self) -> Tensor:
+        """[B, G] bool: the current block of each row over the whole canvas."""
+        return self.in_block(torch.arange(self.gen_length, device=self.x.device)[None, :])
+
 
 def left_pad(prompts: list[Tensor], gen_length: int, pad_id: int, mask_id: int) -> tuple[Tensor, Tensor | None, Tensor]:
     """(x [B, P + G], attention mask or None, positions) for prompts of different lengths."""

@@ -79,9 +79,7 @@ class BlockEndOfTextFill(EarlyCommit):
     name = "eos_fill_block"
 
     def after_commit(self, state: DecodeState, eos_ids: Tensor) -> Tensor | None:
-        cols = torch.arange(state.gen_length, device=state.x.device)
-        in_block = (cols >= state.block_start[:, None]) & (cols < state.block_end[:, None])
-        finished = ~(state.is_mask & in_block).any(1)  # [B]: the current block has no masks left
+        finished = ~(state.is_mask & state.block_mask).any(1)  # [B]: the current block has no masks left
         inside = first_eos(state.canvas, eos_ids) < state.block_end
         return fill_after_eos(state, eos_ids, finished & inside)
 
