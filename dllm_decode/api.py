@@ -130,7 +130,8 @@ class Sampler:
         start = time.perf_counter()
         self.plan.loop.run(model, state, self.plan, generator)
         _synchronize(model.device)
-        return build_result(model, state, time.perf_counter() - start, self.config, self.plan.cache.nbytes(state))
+        return build_result(model, state, time.perf_counter() - start, self.config, self.plan.cache.nbytes(state),
+                            self.plan.loop.stats(state))
 
 
 def _synchronize(device: torch.device) -> None:

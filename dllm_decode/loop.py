@@ -8,7 +8,7 @@ done flags. Other loops (self-speculative, AR-verified) register in `LOOPS` and 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -29,6 +29,10 @@ class Loop(Component):
     def run(self, model: DiffusionLM, state: DecodeState, plan: "DecodePlan",
             generator: torch.Generator | None) -> None:
         raise NotImplementedError
+
+    def stats(self, state: DecodeState) -> dict[str, Any]:
+        """Loop-specific accounting for `GenerationResult.loop_stats` (forwards of other models, acceptance)."""
+        return {}
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,7 @@ class DecodePlan:
 def window(state: DecodeState, plan: DecodePlan) -> tuple[Tensor, Tensor]:
     """Canvas columns [B, n] whose logits this step reads, and which of them are real (not clamped)."""
     G = state.gen_length
-    if plan.needs_full_canvas:
+    if plan.needs_full_canvas and plan.cache.full_canvas:
         cols = torch.arange(G, device=state.x.device).expand(state.x.shape[0], G)
         return cols, torch.ones_like(cols, dtype=torch.bool)
     width = plan.blocks.window(G)

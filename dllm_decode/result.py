@@ -36,6 +36,7 @@ class GenerationResult:
     config: dict[str, Any] = field(default_factory=dict)
     trace: Trace | None = None
     cache_bytes: int = 0
+    loop_stats: dict[str, Any] = field(default_factory=dict)  # e.g. drafter/target forwards, mean accepted length
 
     @property
     def tokens_per_forward(self) -> float:
@@ -55,11 +56,11 @@ class GenerationResult:
         return {"nfe": self.nfe, "steps": self.steps, "gen_tokens": sum(self.gen_tokens),
                 "tokens_per_forward": round(self.tokens_per_forward, 3),
                 "tokens_per_step": round(self.tokens_per_step, 3), "wall_time": round(self.wall_time, 4),
-                "tokens_per_second": round(self.tokens_per_second, 2)}
+                "tokens_per_second": round(self.tokens_per_second, 2), **self.loop_stats}
 
 
 def build_result(model: DiffusionLM, state: DecodeState, wall_time: float, config: dict[str, Any],
-                 cache_bytes: int = 0) -> GenerationResult:
+                 cache_bytes: int = 0, loop_stats: dict[str, Any] | None = None) -> GenerationResult:
     canvas = state.canvas.clone()
     eos_at = first_eos(canvas, torch.tensor(model.eos_ids, device=canvas.device))
     rows = canvas.cpu().tolist()
@@ -70,4 +71,4 @@ def build_result(model: DiffusionLM, state: DecodeState, wall_time: float, confi
         text = [model.tokenizer.decode(i, skip_special_tokens=True) for i in ids]
     trace = Trace(state.commit_step.clone(), state.history) if state.history is not None else None
     return GenerationResult(canvas, ids, text, state.nfe, state.step, state.row_nfe.cpu().tolist(), ends, wall_time,
-                            config, trace, cache_bytes)
+                            config, trace, cache_bytes, loop_stats or {})

@@ -3,7 +3,6 @@ prefix and dual are exact for block-causal attention; batches of ragged prompts 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -248,13 +247,6 @@ def test_bad_options_rejected(options, message):
 def test_windowed_rejects_random_order_rules():
     with pytest.raises(ValueError, match="picks positions at random"):
         Sampler("random", gen_length=G, block_length=BLOCK, cache="windowed")
-
-
-@pytest.mark.parametrize("name", ["prefix", "dual", "delayed", "windowed"])
-def test_full_canvas_readers_rejected(name):
-    plan = SimpleNamespace(cfg_scale=0.0, needs_full_canvas=True, rule=None)
-    with pytest.raises(ValueError, match="reads logits of every canvas position"):
-        CACHES[name]().check(plan, None, frozenset())
 
 
 def test_wrapped_model_rejected_at_generate():

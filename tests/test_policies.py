@@ -163,6 +163,17 @@ def test_zero_gap_threshold_finishes_after_one_forward(model, prompts, hook):
     assert torch.equal(result.canvas, first), "the all-in commit fills every mask with the first step's x0"
 
 
+@pytest.mark.parametrize("cache", ["prefix", "dual", "delayed", "windowed"])
+@pytest.mark.parametrize("hook", ["prophet", "sched"])
+def test_gap_rules_compose_with_caches(model, prompts, hook, cache):
+    """Unreachable: the cached base run step for step; zero: each block ends at its first forward."""
+    same_decoding(run(model, prompts, "confidence", block_length=8, cache=cache, early_commit=hook,
+                      **UNREACHABLE[hook]),
+                  run(model, prompts, "confidence", block_length=8, cache=cache))
+    result = run(model, prompts, hook, block_length=8, cache=cache, **IMMEDIATE[hook])
+    assert result.nfe == G // 8 and not (result.canvas == MASK).any()
+
+
 def test_prophet_answer_region_and_forced_anchor(models, prompts):
     llada = models["llada"]
     result = run(llada, prompts, "prophet", block_length=8, answer_start=20, answer_length=4, anchor=(11, 12, 13))

@@ -77,6 +77,7 @@ def test_ssd_accepts_whole_chains_on_a_confident_model(ragged_prompts):
     out = Sampler("ssd", gen_length=16, block_length=8, draft_length=4).generate(model, ragged_prompts)
     assert torch.equal(out.canvas, reference.canvas)
     assert out.nfe < reference.nfe / 2
+    assert out.loop_stats["mean_accepted"] > 2 and out.summary()["mean_accepted"] == out.loop_stats["mean_accepted"]
 
 
 @pytest.mark.parametrize("options, message", [
@@ -142,6 +143,8 @@ def test_deer_at_temperature_zero_equals_the_targets_greedy_decoding(deer_pair, 
     for row, prompt in zip(out.ids, ragged_prompts):
         assert row == greedy(target.module, prompt, 16, EOS)
     assert out.nfe <= 16
+    stats = out.loop_stats
+    assert stats["drafter_nfe"] == stats["target_nfe"] == out.nfe and 0 <= stats["mean_accepted"] <= k
 
 
 def test_deer_first_token_follows_the_target_distribution():

@@ -31,6 +31,7 @@ def unconditional(x: Tensor, prompt_width: int, keep: Tensor | None, mask_id: in
 
 class CacheStrategy(Component):
     exact: ClassVar[bool] = True  # token-identical to no cache for every policy
+    full_canvas: ClassVar[bool] = False  # every canvas row is recomputed each step, so any column's logits are fresh
 
     def new_request(self, model: "DiffusionLM", state: DecodeState, plan: "DecodePlan") -> None:
         """Allocate per-request buffers (kept in `state.extras`)."""
@@ -49,6 +50,7 @@ class NoCache(CacheStrategy):
     """Full recomputation; finished rows are dropped from the batch."""
 
     name = "none"
+    full_canvas = True
 
     def logits(self, model: "DiffusionLM", state: DecodeState, plan: "DecodePlan", rows: Tensor | None,
                cols: Tensor) -> Tensor:

@@ -134,6 +134,3 @@ class KVCache(CacheStrategy):
         if plan.cfg_scale > 0:
             raise ValueError(f"`cfg_scale` must be 0 with `cache={self.name!r}` (the cache holds one copy of the "
                              f"batch, guidance needs two), got {plan.cfg_scale}; use `cache=\"none\"` with guidance")
-        if plan.needs_full_canvas:
-            raise ValueError(f"`cache={self.name!r}` recomputes only part of the canvas, but the early-commit rule "
-                             "reads logits of every canvas position; use `cache=\"none\"` with it")

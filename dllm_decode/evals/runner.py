@@ -108,7 +108,7 @@ def decode_batch(model: DiffusionLM, batch: Batch) -> tuple[list[dict[str, Any]]
              "options": batch.spec.options, "label": batch.spec.label, "config": batch.sampler.config,
              "task": s.task, "id": s.id, "prompt_sha": prompt_hash(s.prompt), "output": text,
              "score": score(s, text), "nfe": nfe, "gen_tokens": tokens, "canvas_length": result.canvas.shape[1],
-             "wall_time": share}
+             "wall_time": share, **({"batch_loop_stats": result.loop_stats} if result.loop_stats else {})}
             for s, text, nfe, tokens in zip(batch.samples, texts, result.row_nfe, result.gen_tokens)]
     return rows, result.nfe
 

@@ -95,6 +95,9 @@ class GapEarlyCommit(EarlyCommit):
 
     Total steps is the plan's step budget when it has one, else gen_length. The gap is read from the
     raw logits of every region position (committed or not), as Prophet's reference does.
+    Under a KV cache only the step window's rows are recomputed, so the gap is averaged over the region
+    inside the window and "all-in" fills the window's masks; later blocks fire again at their first
+    step if the model is still sure (reading stale cached rows instead would commit stale predictions).
     """
 
     needs_full_canvas: ClassVar[bool] = True

@@ -7,7 +7,7 @@ shared verifier accepts left to right with min(1, p/q) and resamples the first r
 normalize((p - q)+). A row stops at its first EOS (the rest of its canvas is EOS), as AR decoding does.
 Paper: DEER, acceptance up to 32 tokens, 5.54x on HumanEval with Qwen3-30B-A3B (EAGLE-3: 2.41x).
 Typical k: 4-32. Accounting: `nfe` counts TARGET forwards (the model passed to `generate`); drafter
-forwards (always equal in number) and accepted lengths go to `state.extras["deer"]`.
+forwards (always equal in number) and the mean accepted length are in `GenerationResult.loop_stats`.
 Guarantee: lossless. At T = 0 the output equals the target's own greedy decoding token for token; at
 T > 0 every token is distributed as the target's softmax(z / T) given the prefix.
 Shapes: B batch, P padded prompt width, G canvas, k draft length, V vocabulary, S = P + G.
@@ -28,7 +28,7 @@ from ..models.adapter import DiffusionLM
 from ..models.causal import CausalLM
 from ..samplers.base import CommitRule, Decision, StepInput, choose
 from ..state import DecodeState
-from .verifier import draw, probabilities, verify
+from .verifier import draw, mean_accepted, probabilities, verify
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ class DEER(Loop):
             rows = rows.clamp(0, logits.shape[1] - 1)
             p = probabilities(logits.gather(1, rows[..., None].expand(-1, -1, logits.shape[-1])), T)  # [B, k+1, V]
             verdict = verify(drafts, q, p, temperature=T, limit=(G - length).clamp(0, k), generator=generator)
-            stats["accepted"].append(verdict.accepted.where(active, torch.full_like(length, -1)).cpu())
+            stats["accepted"].append(verdict.accepted.where(active, torch.full_like(length, -1)))
             length = torch.where(active, self._commit(state, length, drafts, verdict, active, eos_ids), length)
             state.done = state.done | (length >= G)
             if state.history is not None:
@@ -130,8 +130,11 @@ class DEER(Loop):
             if bool(still.any()):
                 cached = int((P + length - 1).where(still, torch.full_like(length, S)).min())  # re-feed the last token
                 target.truncate(past, cached)
-        accepted = torch.cat([a[a >= 0] for a in stats["accepted"]]).double() if stats["accepted"] else torch.zeros(1)
-        stats["mean_accepted"] = float(accepted.mean()) if accepted.numel() else 0.0
+
+    def stats(self, state: DecodeState) -> dict[str, Any]:
+        stats = state.extras.get("deer", {"drafter_nfe": 0, "target_nfe": 0, "accepted": []})
+        return {"drafter_nfe": stats["drafter_nfe"], "target_nfe": stats["target_nfe"],
+                "mean_accepted": mean_accepted(stats["accepted"])}
 
     def _draft(self, state: DecodeState, keep: Tensor, length: Tensor, k: int, T: float,
                generator: torch.Generator | None) -> tuple[Tensor, Tensor]:

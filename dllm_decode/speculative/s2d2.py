@@ -17,7 +17,7 @@ Accounting: `nfe` counts draft and verification forwards alike. Shapes: B batch,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -30,7 +30,7 @@ from ..samplers.base import forbid_eos
 from ..samplers.early import EndOfTextFill
 from ..state import DecodeState
 from .routing import ROUTES, choose_rows, expected_accepted, init_route_state, update_route_state
-from .verifier import draw, probabilities, verify
+from .verifier import draw, mean_accepted, probabilities, verify
 
 ROUTE_OPTIONS = {"min_span": ("span",), "route_cost": ("score", "hysteresis"),
                  "hysteresis_on": ("hysteresis",), "hysteresis_off": ("hysteresis",), "ucb_c": ("ucb",)}
@@ -125,10 +125,14 @@ class S2D2(Loop):
                 state.row_nfe += verifying.long()
             commit = commit & real & state.is_mask.gather(1, cols)
             apply(state, commit, tokens, cols)
-            stats["accepted"].append(accepted.where(verifying, torch.full_like(accepted, -1)).cpu())
+            stats["accepted"].append(accepted.where(verifying, torch.full_like(accepted, -1)))
             route = update_route_state(self.route, route, active, verifying, expected, accepted, commit.sum(1),
                                        cost=self.route_cost, on=self.hysteresis_on, off=self.hysteresis_off)
             finish_step(state, plan, active, eos_ids)
+
+    def stats(self, state: DecodeState) -> dict[str, Any]:
+        stats = state.extras.get("s2d2", {"verify_nfe": 0, "accepted": []})
+        return {"verify_nfe": stats["verify_nfe"], "mean_accepted": mean_accepted(stats["accepted"])}
 
     @staticmethod
     def _verify_forward(model: DiffusionLM, state: DecodeState, plan: DecodePlan, cols: Tensor, slot: Tensor,

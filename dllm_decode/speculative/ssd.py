@@ -18,7 +18,7 @@ Shapes: B batch, D draft length, W block length, n = 2W logits window, V vocabul
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -33,6 +33,7 @@ from ..samplers.base import StepInput, choose
 from ..samplers.blocks import FixedBlocks
 from ..samplers.topk import LLaDATopK
 from ..state import DecodeState
+from .verifier import mean_accepted
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,11 @@ class SelfSpeculative(Loop):
             # the rule's schedule counts reference steps: a block that goes on took `depth` of them
             state.block_step = torch.where(state.block_step > 0, block_step + depth, state.block_step)
             extra = state.extras.setdefault("ssd", {"accepted": []})
-            extra["accepted"].append(depth.where(active, torch.zeros_like(depth)).cpu())
+            extra["accepted"].append(depth.where(active, torch.full_like(depth, -1)))
+
+    def stats(self, state: DecodeState) -> dict[str, Any]:
+        """`mean_accepted`: reference steps taken per forward (greedy-chain depth)."""
+        return {"mean_accepted": mean_accepted(state.extras.get("ssd", {"accepted": []})["accepted"])}
 
     @staticmethod
     def _drafts(step: StepInput, decision, D: int) -> tuple[Tensor, Tensor, Tensor]:

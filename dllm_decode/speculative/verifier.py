@@ -68,6 +68,15 @@ def verify(drafts: Tensor, draft_probs: Tensor | None, target_probs: Tensor, *, 
     return Verdict(accepted, token, has_token)
 
 
+def mean_accepted(chunks: list[Tensor]) -> float:
+    """Mean accepted length over per-iteration [B] tensors in which -1 marks rows that did not take part."""
+    if not chunks:
+        return 0.0
+    accepted = torch.stack(chunks).double()
+    taken = accepted >= 0
+    return float(accepted[taken].mean()) if bool(taken.any()) else 0.0
+
+
 def probabilities(logits: Tensor, temperature: float) -> Tensor:
     """softmax(z / T) in float64 (T > 0) or float32 (T = 0: only the argmax is read)."""
     if temperature == 0:
