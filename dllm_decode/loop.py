@@ -84,15 +84,17 @@ def start_blocks(state: DecodeState, plan: DecodePlan, logits: Tensor, cols: Ten
     state.rule_state = plan.rule.reset(state.rule_state, starting)
 
 
-def advance_blocks(state: DecodeState, plan: DecodePlan, active: Tensor) -> None:
-    """Rows whose block has no masks left move to the block holding their first remaining mask."""
+def advance_blocks(state: DecodeState, plan: DecodePlan, active: Tensor, taken: Tensor | None = None) -> None:
+    """Rows whose block has no masks left move to the block holding their first remaining mask; the others
+    count `taken` [B] more steps of their block (default: one per active row; SSD passes its chain depth)."""
     G = state.gen_length
     is_mask = state.is_mask
     finished = active & ~(is_mask & state.block_mask).any(1)
     any_mask = is_mask.any(1)
     first_mask = torch.where(any_mask, is_mask.float().argmax(1), torch.full_like(state.block_start, G))
     state.block_start = torch.where(finished, plan.blocks.next_start(first_mask).clamp(max=G), state.block_start)
-    state.block_step = torch.where(finished, torch.zeros_like(state.block_step), state.block_step + active.long())
+    taken = active.long() if taken is None else taken * active.long()
+    state.block_step = torch.where(finished, torch.zeros_like(state.block_step), state.block_step + taken)
     state.done = state.done | ~any_mask
 
 
@@ -144,14 +146,15 @@ def decide(state: DecodeState, plan: DecodePlan, logits: Tensor, cols: Tensor, r
     return step, decision
 
 
-def finish_step(state: DecodeState, plan: DecodePlan, active: Tensor, eos_ids: Tensor) -> None:
+def finish_step(state: DecodeState, plan: DecodePlan, active: Tensor, eos_ids: Tensor,
+                taken: Tensor | None = None) -> None:
     for hook in plan.early:
         filled = hook.after_commit(state, eos_ids)
         if filled is not None:
             state.commit_step.masked_fill_(filled, state.step)
     if state.history is not None:
         state.history.append(state.canvas.detach().clone().cpu())
-    advance_blocks(state, plan, active)
+    advance_blocks(state, plan, active, taken)
     state.step += 1
 
 

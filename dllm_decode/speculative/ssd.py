@@ -120,10 +120,7 @@ class SelfSpeculative(Loop):
                 depth, stored = torch.ones_like(state.block_step), None
             take = (torch.arange(D, device=depth.device)[None, :] < depth[:, None]) & valid & active[:, None]
             apply(state, take, tok, pos)
-            block_step = state.block_step
-            finish_step(state, plan, active, eos_ids)
-            # the rule's schedule counts reference steps: a block that goes on took `depth` of them
-            state.block_step = torch.where(state.block_step > 0, block_step + depth, state.block_step)
+            finish_step(state, plan, active, eos_ids, taken=depth)  # the rule's schedule counts reference steps
             extra = state.extras.setdefault("ssd", {"accepted": []})
             extra["accepted"].append(depth.where(active, torch.full_like(depth, -1)))
 

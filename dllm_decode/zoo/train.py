@@ -68,7 +68,7 @@ def lr_factor(cfg: TrainConfig, step: int) -> float:
     return cosine(step)
 
 
-def mask_floor(cfg: TrainConfig, step: int) -> float:
+def mask_floor(cfg: TrainConfig, step: int) -> float:  # also takes train_spec.SpecTrainConfig
     """Lowest masking rate drawn at `step`: 1 (whole answer masked) for the first half of `mask_warmup`.
 
     Why: with t ~ U(0, 1) from the start, the tiny models sit on the name-prior plateau (loss ~1.3) for

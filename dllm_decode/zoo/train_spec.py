@@ -33,7 +33,8 @@ from tqdm import tqdm
 from ..models.llada import LLaDAConfig, LLaDAModelLM
 from ..models.sdar import SDARConfig, SDARForCausalLM
 from .tokenizer import build_tokenizer
-from .train import GEN_LENGTH, draw_batch, export
+from ..evals.tasks import ALL_TASKS
+from .train import GEN_LENGTH, draw_batch, export, mask_floor
 
 KINDS = ("sdar", "ar", "drafter")
 
@@ -61,6 +62,8 @@ class SpecTrainConfig:
     pool: int = 6144  # drafter: target answers generated once and reused
     refine_fraction: float = 0.3  # drafter: last share of steps spent on stage 2
     refine_max: int = 12  # drafter: R ~ U(1, refine_max)
+    copy_warmup: int = 0  # ar/sdar: copy task only for the first steps (zoo/train.py's task curriculum)
+    mask_warmup: int = 0  # sdar/drafter: zoo/train.py's masking-rate curriculum (`mask_floor`)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -104,11 +107,12 @@ def ar_loss(model, x, keep, width, tok, gen) -> torch.Tensor:
     return (ce * scored).sum() / scored.sum()
 
 
-def sdar_loss(model, x, keep, width, tok, gen, cfg: SpecTrainConfig) -> torch.Tensor:
+def sdar_loss(model, x, keep, width, tok, gen, cfg: SpecTrainConfig, floor: float = 0.0) -> torch.Tensor:
     """SDAR's [noisy | clean] block-diffusion objective, one forward of length 2L."""
     B, L = x.shape
     block = 1 if torch.rand(1, generator=gen).item() < cfg.ar_fraction else cfg.block_size
-    t = torch.rand(B, 1, generator=gen).clamp_min(1e-3)
+    low = max(floor, 1e-3)
+    t = low + (1.0 - low) * torch.rand(B, 1, generator=gen)
     masked = torch.zeros_like(keep)
     masked[:, width:] = torch.rand(B, L - width, generator=gen) < t
     positions = (keep.long().cumsum(1) - 1).clamp_min(0)
@@ -173,10 +177,11 @@ def drafter_batch(pool, rng: random.Random, tok, batch: int, refine: bool, cfg: 
     return ids, keep, scored, weight
 
 
-def drafter_loss(model, batch, tok, gen, refine: bool) -> torch.Tensor:
+def drafter_loss(model, batch, tok, gen, refine: bool, floor: float = 0.0) -> torch.Tensor:
     ids, keep, scored, weight = batch
     B, L = ids.shape
-    t = torch.ones(B, 1) if refine else torch.rand(B, 1, generator=gen).clamp_min(1e-3)
+    low = max(floor, 1e-3)
+    t = torch.ones(B, 1) if refine else low + (1.0 - low) * torch.rand(B, 1, generator=gen)
     masked = scored & (torch.rand(B, L, generator=gen) < t)
     positions = (keep.long().cumsum(1) - 1).clamp_min(0)
     logits = model(ids.masked_fill(masked, tok.mask_token_id), positions=positions, attention_mask=keep).logits
@@ -223,11 +228,12 @@ def train(cfg: SpecTrainConfig, out_dir: Path, resume: bool = True) -> Path:
             group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * max(0.05, 0.5 * (1 + math.cos(math.pi * progress)))
         if cfg.kind == "drafter":
             refine = progress >= 1 - cfg.refine_fraction
-            loss = drafter_loss(model, drafter_batch(pool, rng, tok, cfg.batch_size, refine, cfg), tok, gen, refine)
+            loss = drafter_loss(model, drafter_batch(pool, rng, tok, cfg.batch_size, refine, cfg), tok, gen, refine,
+                                mask_floor(cfg, step))
         else:
-            x, keep, width = draw_batch(rng, tok, cfg.batch_size)
+            x, keep, width = draw_batch(rng, tok, cfg.batch_size, ("copy",) if step < cfg.copy_warmup else ALL_TASKS)
             loss = ar_loss(model, x, keep, width, tok, gen) if cfg.kind == "ar" else \
-                sdar_loss(model, x, keep, width, tok, gen, cfg)
+                sdar_loss(model, x, keep, width, tok, gen, cfg, mask_floor(cfg, step))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
