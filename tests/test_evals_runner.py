@@ -119,6 +119,23 @@ def test_resume_with_other_samples_is_rejected(tiny_model, tmp_path):
                  progress=False)
 
 
+def test_resume_with_other_weights_under_the_same_name_is_rejected(tiny_model, tmp_path):
+    import torch
+
+    specs, settings = parse_grid(["confidence:k=4"]), EvalSettings(per_length=1, lengths=(3,), batch_size=8)
+    run_eval(tiny_model, specs, settings, tmp_path, model_id="tiny", progress=False)
+    weight = next(tiny_model.module.parameters())
+    saved = weight.detach().clone()
+    try:
+        with torch.no_grad():
+            weight.add_(0.01)  # "retrained" weights, same model name
+        with pytest.raises(ValueError, match="`weights` must match the run being resumed"):
+            run_eval(tiny_model, specs, settings, tmp_path, model_id="tiny", progress=False)
+    finally:
+        with torch.no_grad():
+            weight.copy_(saved)
+
+
 def test_adding_a_configuration_reuses_the_run(tiny_model, tmp_path):
     settings = EvalSettings(suite="index", per_length=1, lengths=(3,), batch_size=8)
     run_eval(tiny_model, parse_grid(["confidence:k=4"]), settings, tmp_path, progress=False)

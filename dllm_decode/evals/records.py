@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 RECORDS_FILE = "records.jsonl"
 SUMMARY_FILE = "summary.json"
 # Header fields that define which samples a run holds; a resume must agree on all of them.
-IDENTITY = ("model", "suite", "seed", "per_length", "lengths", "fmt", "gen_length")
+IDENTITY = ("model", "weights", "suite", "seed", "per_length", "lengths", "fmt", "gen_length")
 
 Key = tuple[str, str, str]  # (config id, task, sample id)
 
@@ -81,13 +81,25 @@ def repair(path: Path) -> None:
         log.warning("%s: cut %d bytes of a torn last line", path, len(data) - keep)
 
 
+def weights_fingerprint(module: Any) -> str:
+    """Short hash of parameter names, shapes, dtypes and a strided sample of values: retrained weights under
+    the same model name must not resume an old run, and hashing every byte of a multi-GB model is too slow."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        flat = tensor.detach().reshape(-1)
+        sample = flat[:: max(1, flat.numel() // 256)][:256].float().cpu()
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+        digest.update(sample.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def check_identity(headers: list[dict[str, Any]], header: dict[str, Any], path: Path) -> None:
     """A resumed run must describe the same samples and model as the one that started the file."""
     if not headers:
         return
     first = headers[0]
     for name in IDENTITY:
-        if first.get(name) != header.get(name):
+        if name in first and first.get(name) != header.get(name):  # runs written before a field existed resume
             raise ValueError(f"`{name}` must match the run being resumed in {path.parent} "
                              f"({first.get(name)!r}), got {header.get(name)!r}; use another --out directory")
 

@@ -27,7 +27,7 @@ from . import distributed
 from .grid import SamplerSpec
 from .metrics import summarize
 from .records import (RECORDS_FILE, SUMMARY_FILE, Key, append_lines, check_identity, config_id, exclusive,
-                      prompt_hash, read_run, record_key, repair, write_json)
+                      prompt_hash, read_run, record_key, repair, weights_fingerprint, write_json)
 from .tasks import FORMATS, SUITES, TaskSample, make_suite, score
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ class Batch:
 
 def run_header(model: DiffusionLM, model_id: str, settings: EvalSettings, world_size: int) -> dict[str, Any]:
     return {"type": "header", "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "model": model_id,
+            "weights": weights_fingerprint(model.module),
             "model_class": type(model.module).__name__, "dllm_decode": __version__, "torch": torch.__version__,
             "transformers": transformers.__version__, "python": platform.python_version(),
             "device": str(model.device), "dtype": str(model.dtype).replace("torch.", ""),
