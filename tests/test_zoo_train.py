@@ -63,3 +63,28 @@ def test_reruns_are_bitwise_identical_and_resume_equals_one_run(tmp_path, arch):
     assert a.keys() == b.keys() == c.keys()
     for name in a:
         assert torch.equal(a[name], b[name]) and torch.equal(a[name], c[name]), name
+
+
+def test_autoregressive_warmup_is_causal_and_dream_only(tmp_path):
+    from dllm_decode.zoo.train import autoregressive_loss, build_model
+
+    tok = build_tokenizer()
+    with pytest.raises(ValueError, match="`ar_warmup` needs the shifted Dream architecture"):
+        build_model(replace(MICRO, ar_warmup=2), len(tok), tok.mask_token_id, tok.eos_token_id, tok.pad_token_id)
+    model = build_model(replace(MICRO, arch="dream"), len(tok), tok.mask_token_id, tok.eos_token_id, tok.pad_token_id)
+    x, keep, width = draw_batch(random.Random(0), tok, 4)
+    n = width + 5
+    changed = x.clone()
+    changed[:, n:] = tok.mask_token_id  # tokens after column n never condition predictions up to n
+    seen = {}
+    def keep_logits(module, args, out) -> None:
+        seen[len(seen)] = out.logits[:, :n].clone()
+
+    hook = model.register_forward_hook(keep_logits)
+    autoregressive_loss(model, x, keep, width)
+    autoregressive_loss(model, changed, keep, width)
+    hook.remove()
+    assert torch.equal(seen[0], seen[1])
+    loss_full = autoregressive_loss(model, x, keep, width)
+    assert torch.isfinite(loss_full), "left pads attend to themselves, so no row sees no key"
+    train(replace(MICRO, arch="dream", ar_warmup=2), tmp_path / "ar")

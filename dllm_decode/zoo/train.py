@@ -51,6 +51,7 @@ class TrainConfig:
     stop_at: int = 0  # 0: train all `steps`; else stop there (the cosine schedule still spans `steps`)
     anneal: int = 0  # the last `anneal` steps before stopping decay the learning rate linearly to 0
     copy_warmup: int = 0  # the first `copy_warmup` steps train on the copy task only (task curriculum)
+    ar_warmup: int = 0  # Dream only: the first steps train autoregressively (Dream starts from an AR model)
     mask_warmup: int = 1000  # masking-rate curriculum: t = 1 for the first half, floor falls to 0 by the end
 
 # Options that only change steps >= stop_at - anneal: a checkpoint from before then resumes under them.
@@ -82,6 +83,8 @@ def mask_floor(cfg: TrainConfig, step: int) -> float:  # also takes train_spec.S
 
 
 def build_model(cfg: TrainConfig, vocab_size: int, mask_id: int, eos_id: int, pad_id: int):
+    if cfg.ar_warmup and cfg.arch != "dream":
+        raise ValueError(f"`ar_warmup` needs the shifted Dream architecture, got arch={cfg.arch!r}")
     if cfg.arch == "llada":
         config = LLaDAConfig(d_model=cfg.d_model, n_heads=cfg.n_heads, n_kv_heads=cfg.n_kv_heads, n_layers=cfg.n_layers,
                              mlp_hidden_size=cfg.mlp, vocab_size=vocab_size, embedding_size=vocab_size,
@@ -130,6 +133,19 @@ def diffusion_loss(model, x: torch.Tensor, keep: torch.Tensor, width: int, mask_
     return ((ce * masked / t).sum(1) / GEN_LENGTH).mean()
 
 
+def autoregressive_loss(model, x: torch.Tensor, keep: torch.Tensor, width: int) -> torch.Tensor:
+    """Next-token loss on the answer under a causal mask: with shifted logits this is plain AR training,
+    the starting point of Dream's recipe. Each row also attends to itself so left pads never see no key."""
+    L = x.shape[1]
+    causal = torch.ones(L, L, dtype=torch.bool).tril()
+    mask = (keep[:, None, None, :] & causal) | torch.eye(L, dtype=torch.bool)
+    positions = (keep.long().cumsum(1) - 1).clamp_min(0)
+    logits = model(x, positions=positions, attention_mask=mask).logits
+    logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+    ce = F.cross_entropy(logits[:, width:].flatten(0, 1), x[:, width:].flatten())
+    return ce
+
+
 def export(model, tokenizer, out_dir: Path, meta: dict) -> None:
     """Write the shippable checkpoint: fp16 safetensors (a few MB), config.json, tokenizer files."""
     model.config.save_pretrained(str(out_dir))
@@ -171,7 +187,10 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = True) -> Path:
     while step < end:
         tasks = ("copy",) if step < cfg.copy_warmup else ALL_TASKS
         x, keep, width = draw_batch(rng, tokenizer, cfg.batch_size, tasks)
-        loss = diffusion_loss(model, x, keep, width, tokenizer.mask_token_id, shift, gen, mask_floor(cfg, step))
+        if step < cfg.ar_warmup:
+            loss = autoregressive_loss(model, x, keep, width)
+        else:
+            loss = diffusion_loss(model, x, keep, width, tokenizer.mask_token_id, shift, gen, mask_floor(cfg, step))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
