@@ -29,9 +29,13 @@ def card(model_dir: Path, run_dir: Path, name: str, command: str, status: str = 
         "", "## Training", "",
         f"- objective: LLaDA SFT masked-diffusion loss, t ~ U(0, 1), 1/t weighting, prompt never masked"
         + ("; shifted logits (Dream)" if config["model_type"] == "Dream" else ""),
-        *([f"- curricula: copy task only for the first {cfg['copy_warmup']} steps; whole answer masked (t = 1) for "
-           f"the first {cfg['mask_warmup'] // 2} steps, then the lowest t falls linearly to 0 at step "
-           f"{cfg['mask_warmup']} (see `zoo/train.py: mask_floor`)"] if cfg.get("mask_warmup") else []),
+        *([f"- curricula: " + (f"copy task only for the first {cfg['copy_warmup']} steps; " if cfg.get("copy_warmup")
+                                else "") +
+           f"whole answer masked (t = 1) for the first {cfg['mask_warmup'] // 2} steps, then the lowest t falls "
+           f"linearly to 0 at step {cfg['mask_warmup']} (see `zoo/train.py: mask_floor`)"] if cfg.get("mask_warmup") else []),
+        *([f"- autoregressive warm-up (Dream's recipe starts from an AR model): the first {cfg['ar_warmup']} steps "
+           "train next-token prediction under a causal mask (`zoo/train.py: autoregressive_loss`)"]
+          if cfg.get("ar_warmup") else []),
         f"- model: d_model {cfg['d_model']}, {cfg['n_layers']} layers, {cfg['n_heads']} heads "
         f"({cfg['n_kv_heads']} KV), MLP {cfg['mlp']}; {params} parameters; weights stored fp16",
         f"- optimisation: AdamW lr {cfg['lr']}, batch {cfg['batch_size']}, warm-up {cfg['warmup']}, cosine over "
