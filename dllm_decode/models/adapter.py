@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .layers import shift_logits
+
 
 @dataclass
 class DiffusionLM:
@@ -66,7 +68,7 @@ class DiffusionLM:
             logits = self.module(input_ids, positions=positions, attention_mask=attention_mask, cache=cache,
                                  logits_for=rows, attention=attention).logits
             if rows is None and self.shift:
-                logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+                logits = shift_logits(logits)
         else:
             logits = self._forward_wrapped(input_ids, positions, attention_mask, cache, logits_for, attention)
         if self.mask_id < logits.shape[-1]:  # finite, so CFG's difference of two such logits stays finite
@@ -90,7 +92,7 @@ class DiffusionLM:
         out = self.module(input_ids, **kwargs)
         logits = out.logits if hasattr(out, "logits") else out
         if self.shift:
-            logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+            logits = shift_logits(logits)
         if logits_for is not None:
             logits = logits.gather(1, logits_for[..., None].expand(-1, -1, logits.shape[-1]))
         return logits

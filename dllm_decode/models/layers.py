@@ -129,6 +129,11 @@ def select_rows(hidden: Tensor, logits_for: Tensor | None) -> Tensor:
     return hidden.gather(1, logits_for[..., None].expand(-1, -1, hidden.shape[-1]))
 
 
+def shift_logits(logits: Tensor) -> Tensor:
+    """Shifted-logit models (Dream, AR-initialised) predict position i from row i - 1; row 0 keeps its own."""
+    return torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+
+
 def init_weights(module: nn.Module) -> None:
     """`_init_weights` of every architecture here: N(0, 0.02) matrices, zero biases, unit norm gains."""
     if isinstance(module, (nn.Linear, nn.Embedding)):

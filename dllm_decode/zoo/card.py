@@ -27,9 +27,9 @@ def card(model_dir: Path, run_dir: Path, name: str, command: str, status: str = 
         f"fresh random instances every step (seeded stream {cfg['seed']}); canvas {training['gen_length']} tokens.",
         *(["", "## Status", "", status] if status else []),
         "", "## Training", "",
-        f"- objective: LLaDA SFT masked-diffusion loss, t ~ U(0, 1), 1/t weighting, prompt never masked"
+        "- objective: LLaDA SFT masked-diffusion loss, t ~ U(0, 1), 1/t weighting, prompt never masked"
         + ("; shifted logits (Dream)" if config["model_type"] == "Dream" else ""),
-        *([f"- curricula: " + (f"copy task only for the first {cfg['copy_warmup']} steps; " if cfg.get("copy_warmup")
+        *(["- curricula: " + (f"copy task only for the first {cfg['copy_warmup']} steps; " if cfg.get("copy_warmup")
                                 else "") +
            f"whole answer masked (t = 1) for the first {cfg['mask_warmup'] // 2} steps, then the lowest t falls "
            f"linearly to 0 at step {cfg['mask_warmup']} (see `zoo/train.py: mask_floor`)"] if cfg.get("mask_warmup") else []),

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from ..evals.tasks import ALL_TASKS, PUZZLE_TASKS, random_sample
 from ..models import DreamConfig, DreamModel, LLaDAConfig, LLaDAModelLM
+from ..models.layers import shift_logits
 from .tokenizer import build_tokenizer
 
 GEN_LENGTH = 32  # canvas of the tiny models: the longest answer (7 names) is 22 tokens
@@ -82,6 +83,17 @@ def mask_floor(cfg: TrainConfig, step: int) -> float:  # also takes train_spec.S
     return min(1.0, max(0.0, 2.0 - 2.0 * step / cfg.mask_warmup))
 
 
+def draw_t(batch: int, gen: torch.Generator, floor: float = 0.0) -> torch.Tensor:
+    """Per-row masking rate t ~ U(max(floor, 1e-3), 1), [batch, 1]; the 1e-3 keeps the 1/t weight finite."""
+    low = max(floor, 1e-3)
+    return low + (1.0 - low) * torch.rand(batch, 1, generator=gen)
+
+
+def curriculum_tasks(cfg: TrainConfig, step: int) -> tuple[str, ...]:  # also takes train_spec.SpecTrainConfig
+    """The tasks a batch is drawn from: copy only during `copy_warmup`, then the whole suite."""
+    return ("copy",) if step < cfg.copy_warmup else ALL_TASKS
+
+
 def build_model(cfg: TrainConfig, vocab_size: int, mask_id: int, eos_id: int, pad_id: int):
     if cfg.ar_warmup and cfg.arch != "dream":
         raise ValueError(f"`ar_warmup` needs the shifted Dream architecture, got arch={cfg.arch!r}")
@@ -120,15 +132,14 @@ def diffusion_loss(model, x: torch.Tensor, keep: torch.Tensor, width: int, mask_
                    gen: torch.Generator, floor: float = 0.0) -> torch.Tensor:
     """1/t-weighted masked cross-entropy with t ~ U(max(floor, 1e-3), 1) per row."""
     B, L = x.shape
-    low = max(floor, 1e-3)
-    t = low + (1.0 - low) * torch.rand(B, 1, generator=gen)
+    t = draw_t(B, gen, floor)
     masked = torch.zeros_like(keep)
     masked[:, width:] = torch.rand(B, L - width, generator=gen) < t
     noisy = x.masked_fill(masked, mask_id)
     positions = (keep.long().cumsum(1) - 1).clamp_min(0)
     logits = model(noisy, positions=positions, attention_mask=keep).logits
     if shift:
-        logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+        logits = shift_logits(logits)
     ce = F.cross_entropy(logits.flatten(0, 1), x.flatten(), reduction="none").view(B, L)
     return ((ce * masked / t).sum(1) / GEN_LENGTH).mean()
 
@@ -141,9 +152,8 @@ def autoregressive_loss(model, x: torch.Tensor, keep: torch.Tensor, width: int) 
     mask = (keep[:, None, None, :] & causal) | torch.eye(L, dtype=torch.bool)
     positions = (keep.long().cumsum(1) - 1).clamp_min(0)
     logits = model(x, positions=positions, attention_mask=mask).logits
-    logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
-    ce = F.cross_entropy(logits[:, width:].flatten(0, 1), x[:, width:].flatten())
-    return ce
+    logits = shift_logits(logits)
+    return F.cross_entropy(logits[:, width:].flatten(0, 1), x[:, width:].flatten())
 
 
 def export(model, tokenizer, out_dir: Path, meta: dict) -> None:
@@ -185,8 +195,7 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = True) -> Path:
     bar = tqdm(total=end, initial=step, desc=f"train {cfg.arch}", unit="step")
     start = time.perf_counter() - elapsed
     while step < end:
-        tasks = ("copy",) if step < cfg.copy_warmup else ALL_TASKS
-        x, keep, width = draw_batch(rng, tokenizer, cfg.batch_size, tasks)
+        x, keep, width = draw_batch(rng, tokenizer, cfg.batch_size, curriculum_tasks(cfg, step))
         if step < cfg.ar_warmup:
             loss = autoregressive_loss(model, x, keep, width)
         else:

@@ -33,8 +33,7 @@ from tqdm import tqdm
 from ..models.llada import LLaDAConfig, LLaDAModelLM
 from ..models.sdar import SDARConfig, SDARForCausalLM
 from .tokenizer import build_tokenizer
-from ..evals.tasks import ALL_TASKS
-from .train import GEN_LENGTH, draw_batch, export, mask_floor
+from .train import GEN_LENGTH, curriculum_tasks, draw_batch, draw_t, export, mask_floor
 
 KINDS = ("sdar", "ar", "drafter")
 
@@ -111,8 +110,7 @@ def sdar_loss(model, x, keep, width, tok, gen, cfg: SpecTrainConfig, floor: floa
     """SDAR's [noisy | clean] block-diffusion objective, one forward of length 2L."""
     B, L = x.shape
     block = 1 if torch.rand(1, generator=gen).item() < cfg.ar_fraction else cfg.block_size
-    low = max(floor, 1e-3)
-    t = low + (1.0 - low) * torch.rand(B, 1, generator=gen)
+    t = draw_t(B, gen, floor)
     masked = torch.zeros_like(keep)
     masked[:, width:] = torch.rand(B, L - width, generator=gen) < t
     positions = (keep.long().cumsum(1) - 1).clamp_min(0)
@@ -150,7 +148,7 @@ def target_pool(cfg: SpecTrainConfig, tok, rng: random.Random) -> list[tuple[lis
 def drafter_batch(pool, rng: random.Random, tok, batch: int, refine: bool, cfg: SpecTrainConfig):
     """Rows [prompt | prefix | continuation] (stage 1) or [prompt | prefix | R tokens] (stage 2), right-aligned
     prompts; returns ids, key mask, the scored span and per-column weights (before noising)."""
-    rows, spans, weights = [], [], []
+    rows = []
     for prompt, answer in rng.sample(pool, batch):
         cut = rng.randint(0, len(answer) - 1)
         rest = answer[cut:]
@@ -180,8 +178,7 @@ def drafter_batch(pool, rng: random.Random, tok, batch: int, refine: bool, cfg: 
 def drafter_loss(model, batch, tok, gen, refine: bool, floor: float = 0.0) -> torch.Tensor:
     ids, keep, scored, weight = batch
     B, L = ids.shape
-    low = max(floor, 1e-3)
-    t = torch.ones(B, 1) if refine else low + (1.0 - low) * torch.rand(B, 1, generator=gen)
+    t = torch.ones(B, 1) if refine else draw_t(B, gen, floor)
     masked = scored & (torch.rand(B, L, generator=gen) < t)
     positions = (keep.long().cumsum(1) - 1).clamp_min(0)
     logits = model(ids.masked_fill(masked, tok.mask_token_id), positions=positions, attention_mask=keep).logits
@@ -231,7 +228,7 @@ def train(cfg: SpecTrainConfig, out_dir: Path, resume: bool = True) -> Path:
             loss = drafter_loss(model, drafter_batch(pool, rng, tok, cfg.batch_size, refine, cfg), tok, gen, refine,
                                 mask_floor(cfg, step))
         else:
-            x, keep, width = draw_batch(rng, tok, cfg.batch_size, ("copy",) if step < cfg.copy_warmup else ALL_TASKS)
+            x, keep, width = draw_batch(rng, tok, cfg.batch_size, curriculum_tasks(cfg, step))
             loss = ar_loss(model, x, keep, width, tok, gen) if cfg.kind == "ar" else \
                 sdar_loss(model, x, keep, width, tok, gen, cfg, mask_floor(cfg, step))
         opt.zero_grad(set_to_none=True)
