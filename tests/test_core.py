@@ -203,3 +203,34 @@ def test_config_shows_every_resolved_option():
     assert cfg["sampler"] == "threshold" and cfg["threshold"] == 0.9 and cfg["block_length"] == 32
     assert Sampler("confidence", gen_length=64).config["steps"] == 64
     assert Sampler("maskgit_plus", gen_length=64).config["block_length"] == 64  # Dream: one block
+
+
+class HeadColumns:
+    """Records how many canvas columns the LM head ran on at each forward (logits_for's width)."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.widths: list[int] = []
+        self.handle = module.register_forward_pre_hook(self.hook, with_kwargs=True)
+
+    def hook(self, module, args, kwargs) -> None:
+        if kwargs.get("logits_for") is not None:
+            self.widths.append(kwargs["logits_for"].shape[1])
+
+
+@pytest.mark.parametrize("name,opts", [
+    ("confidence", {}), ("threshold", {"threshold": 0.5}), ("factor", {}), ("entropy_threshold", {}),
+    ("creditdecoding", {}), ("localleap", {"threshold": 0.7, "relaxed_threshold": 0.4}), ("confidence", {"cache": "dual"}),
+    ("threshold", {"threshold": 0.5, "cache": "prefix"}), ("confidence", {"cache": "windowed"}),
+])
+def test_head_on_masked_columns_only_changes_no_token(any_model, ragged_prompts, monkeypatch, name, opts):
+    """The loop runs the head only on the block's masked columns; a rule that reads every block column
+    (masked_only=False) must get the same tokens with one full block of head columns per forward."""
+    sampler = Sampler(name, gen_length=16, block_length=8, **opts)
+    seen = HeadColumns(any_model.module)
+    compact = sampler.generate(any_model, ragged_prompts)
+    compact_widths, seen.widths = seen.widths, []
+    monkeypatch.setattr(type(sampler.rule), "masked_only", False)
+    full = sampler.generate(any_model, ragged_prompts)
+    seen.handle.remove()
+    assert torch.equal(compact.canvas, full.canvas) and compact.nfe == full.nfe
+    assert set(seen.widths) == {8} and max(compact_widths) <= 8 and min(compact_widths) < 8

@@ -88,3 +88,29 @@ def test_autoregressive_warmup_is_causal_and_dream_only(tmp_path):
     loss_full = autoregressive_loss(model, x, keep, width)
     assert torch.isfinite(loss_full), "left pads attend to themselves, so no row sees no key"
     train(replace(MICRO, arch="dream", ar_warmup=2), tmp_path / "ar")
+
+
+def test_hard_weight_shifts_the_task_mix():
+    from collections import Counter
+
+    from dllm_decode.zoo.train import HARD_TASKS
+
+    tok = build_tokenizer()
+
+    def hard_share(hard_weight: float) -> float:
+        x, keep, _ = draw_batch(random.Random(0), tok, 600, hard_weight=hard_weight)
+        first = Counter(tok.decode(row[keep[i]][:1]) for i, row in enumerate(x))
+        return sum(first[t] for t in HARD_TASKS) / 600
+
+    # 5 hard of 10 list tasks plus 2 puzzles at half weight: 5/11 of rows at weight 1, 15/21 at weight 3
+    assert abs(hard_share(1.0) - 5 / 11) < 0.06 and abs(hard_share(3.0) - 15 / 21) < 0.06
+
+
+def test_init_from_starts_at_the_given_weights_and_rejects_another_shape(tmp_path):
+    first = train(MICRO, tmp_path / "first")
+    second = train(replace(MICRO, steps=1, init_from=str(first), copy_warmup=0, mask_warmup=0, lr=0.0),
+                   tmp_path / "second")  # lr 0: one step leaves the initial weights untouched
+    a, b = weights(first), weights(second)
+    assert all(torch.equal(a[name], b[name]) for name in a)
+    with pytest.raises(ValueError, match="does not match this architecture"):
+        train(replace(MICRO, d_model=48, init_from=str(first)), tmp_path / "third")

@@ -113,6 +113,7 @@ class CommitRule(Component):
 
     uses_steps: ClassVar[bool] = True  # False: loops until the block is empty; `steps` is then rejected
     default_block_length: ClassVar[int | None] = 32  # None = one block over the whole canvas
+    masked_only: ClassVar[bool] = True  # reads logits at eligible columns only (the loop may drop the others)
 
     def init_state(self, batch: int, gen_length: int, device: torch.device) -> Any:
         """Per-request state (credit, for instance) for `batch` rows of `gen_length` canvas columns;

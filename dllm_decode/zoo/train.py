@@ -27,10 +27,14 @@ from tqdm import tqdm
 from ..evals.tasks import ALL_TASKS, PUZZLE_TASKS, random_sample
 from ..models import DreamConfig, DreamModel, LLaDAConfig, LLaDAModelLM
 from ..models.layers import shift_logits
+from ..models.loading import read_state_dict, resolve_path
 from .tokenizer import build_tokenizer
 
 GEN_LENGTH = 32  # canvas of the tiny models: the longest answer (7 names) is 22 tokens
 PUZZLE_WEIGHT = 0.5  # puzzles are sampled half as often as each waiting-line task
+# Tasks a position-only copy circuit cannot solve: they need content lookup (which last name follows this
+# first name), exclusion of names already written, or a learned order of last names.
+HARD_TASKS = ("sort", "shuffle", "insert_random", "remove_random", "replace_random")
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,8 @@ class TrainConfig:
     copy_warmup: int = 0  # the first `copy_warmup` steps train on the copy task only (task curriculum)
     ar_warmup: int = 0  # Dream only: the first steps train autoregressively (Dream starts from an AR model)
     mask_warmup: int = 1000  # masking-rate curriculum: t = 1 for the first half, floor falls to 0 by the end
+    hard_weight: float = 1.0  # sampling weight of the tasks with several answers or a learned order (HARD_TASKS)
+    init_from: str = ""  # a zoo name or model directory whose weights start the run (a second training stage)
 
 # Options that only change steps >= stop_at - anneal: a checkpoint from before then resumes under them.
 LATE_OPTIONS = ("stop_at", "anneal")
@@ -112,10 +118,14 @@ def build_model(cfg: TrainConfig, vocab_size: int, mask_id: int, eos_id: int, pa
     raise ValueError(f"`arch` must be one of ['llada', 'dream'], got {cfg.arch!r}")
 
 
-def draw_batch(rng: random.Random, tokenizer, batch_size: int,
-               tasks: tuple[str, ...] = ALL_TASKS) -> tuple[torch.Tensor, torch.Tensor, int]:
+def task_weight(task: str, hard_weight: float = 1.0) -> float:
+    return PUZZLE_WEIGHT if task in PUZZLE_TASKS else hard_weight if task in HARD_TASKS else 1.0
+
+
+def draw_batch(rng: random.Random, tokenizer, batch_size: int, tasks: tuple[str, ...] = ALL_TASKS,
+               hard_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Left-padded [prompt | answer + EOS fill] rows, the attention mask, and the padded prompt width."""
-    weights = [PUZZLE_WEIGHT if t in PUZZLE_TASKS else 1.0 for t in tasks]
+    weights = [task_weight(t, hard_weight) for t in tasks]
     prompts, answers = [], []
     for _ in range(batch_size):
         sample = random_sample(rng, rng.choices(tasks, weights)[0], rng.randint(3, 6))
@@ -156,6 +166,18 @@ def autoregressive_loss(model, x: torch.Tensor, keep: torch.Tensor, width: int) 
     return F.cross_entropy(logits[:, width:].flatten(0, 1), x[:, width:].flatten())
 
 
+def load_initial_weights(model, source: str) -> None:
+    """Start from another run's exported weights; the architecture must match exactly (strict load)."""
+    state = {k: v.float() for k, v in read_state_dict(resolve_path(source)).items()}
+    own = model.state_dict()
+    wrong = sorted(k for k in state.keys() & own.keys() if state[k].shape != own[k].shape)
+    missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
+    if wrong or missing or unexpected:
+        raise ValueError(f"--init-from {source!r} does not match this architecture: other shapes {wrong[:3]}, "
+                         f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+    model.load_state_dict(state)
+
+
 def export(model, tokenizer, out_dir: Path, meta: dict) -> None:
     """Write the shippable checkpoint: fp16 safetensors (a few MB), config.json, tokenizer files."""
     model.config.save_pretrained(str(out_dir))
@@ -177,6 +199,8 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = True) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
     model = build_model(cfg, len(tokenizer), tokenizer.mask_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
+    if cfg.init_from:
+        load_initial_weights(model, cfg.init_from)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s))
     rng, gen, step, elapsed = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed), 0, 0.0
@@ -195,7 +219,7 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = True) -> Path:
     bar = tqdm(total=end, initial=step, desc=f"train {cfg.arch}", unit="step")
     start = time.perf_counter() - elapsed
     while step < end:
-        x, keep, width = draw_batch(rng, tokenizer, cfg.batch_size, curriculum_tasks(cfg, step))
+        x, keep, width = draw_batch(rng, tokenizer, cfg.batch_size, curriculum_tasks(cfg, step), cfg.hard_weight)
         if step < cfg.ar_warmup:
             loss = autoregressive_loss(model, x, keep, width)
         else:

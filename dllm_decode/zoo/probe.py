@@ -1,0 +1,75 @@
+"""Does a model read the answer tokens it has already committed? A probe for the zoo's failure mode.
+
+Shuffle (and every random-edit task) is only solvable one token at a time if the prediction at a
+masked last name follows the first name committed just before it: "Diana" in the answer means
+"Nichols", the name after "Diana" in the prompt. The probe shows each model a shuffle answer with every
+first name visible and every last name masked and counts the last names it gets right (`visible`),
+against the same canvas with the first names masked too (`blind`, what prompt-position copying
+alone gives). A model that reads its committed tokens scores `visible` near 1; the shipped tiny
+models score `visible` ~ `blind` ~ 1/n (measured: tiny-llada 0.23, see its card).
+
+    python -m dllm_decode.zoo.probe tiny-llada tiny-dream
+"""
+from __future__ import annotations
+
+import argparse
+import random
+from dataclasses import dataclass
+
+import torch
+
+from ..evals.tasks import random_sample
+from ..models.adapter import DiffusionLM
+from ..models.loading import load_model
+from .train import GEN_LENGTH
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    visible: float  # last-name accuracy with the answer's first names visible
+    blind: float  # the same with the first names masked too
+    n: int  # last names scored
+
+
+def last_name_slots(answer_words: list[str]) -> list[int]:
+    """Answer positions holding a last name: a name token right after another name token."""
+    structural = {"[", "]", ","}
+    return [i for i in range(1, len(answer_words))
+            if answer_words[i] not in structural and answer_words[i - 1] not in structural]
+
+
+@torch.no_grad()
+def answer_conditioning(model: DiffusionLM, samples: int = 64, seed: int = 99) -> ProbeResult:
+    tok = model.tokenizer
+    rng = random.Random(seed)
+    hits = {"visible": 0, "blind": 0}
+    total = 0
+    for _ in range(samples):
+        sample = random_sample(rng, "shuffle", rng.randint(3, 6))
+        prompt = tok(sample.prompt).input_ids
+        answer = tok(sample.answer).input_ids
+        canvas = torch.tensor(answer + [tok.eos_token_id] * (GEN_LENGTH - len(answer)))
+        last = torch.tensor(last_name_slots(sample.answer.split()))
+        first = last - 1
+        for view, hidden in (("visible", last), ("blind", torch.cat([first, last]))):
+            x = canvas.clone()
+            x[hidden] = model.mask_id
+            logits = model(torch.cat([torch.tensor(prompt), x])[None])[0, len(prompt):]
+            hits[view] += int((logits[last].argmax(-1) == canvas[last]).sum())
+        total += len(last)
+    return ProbeResult(hits["visible"] / total, hits["blind"] / total, total)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="+", help="zoo names or model directories")
+    parser.add_argument("--samples", type=int, default=64)
+    args = parser.parse_args(argv)
+    for name in args.models:
+        result = answer_conditioning(load_model(name), args.samples)
+        print(f"{name}: last names right with first names visible {result.visible:.3f}, "
+              f"with them masked {result.blind:.3f} ({result.n} last names)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""The answer-conditioning probe tells a model that reads its committed tokens from one that does not."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers.modeling_outputs import MaskedLMOutput
+
+from dllm_decode import wrap
+from dllm_decode.zoo.probe import answer_conditioning, last_name_slots
+from dllm_decode.zoo.tokenizer import build_tokenizer
+
+TOK = build_tokenizer()
+
+
+class Induction(nn.Module):
+    """Oracle: at each position, the token that follows the previous position's token where it first occurs."""
+
+    def __init__(self, vocab: int) -> None:
+        super().__init__()
+        self.vocab = vocab
+
+    def forward(self, input_ids: torch.Tensor) -> MaskedLMOutput:
+        ids = input_ids[0]
+        logits = torch.zeros(1, len(ids), self.vocab)
+        for i in range(1, len(ids)):
+            earlier = (ids[: i - 1] == ids[i - 1]).nonzero()
+            if len(earlier):
+                logits[0, i, ids[int(earlier[0]) + 1]] = 10.0
+        return MaskedLMOutput(logits=logits)
+
+
+class PromptOnly(Induction):
+    """Reads nothing of the answer: always the prompt's first last name at every position."""
+
+    def forward(self, input_ids: torch.Tensor) -> MaskedLMOutput:
+        logits = torch.zeros(1, input_ids.shape[1], self.vocab)
+        logits[..., input_ids[0, 3]] = 10.0  # "shuffle [ First Last ...": the first last name
+        return MaskedLMOutput(logits=logits)
+
+
+def model_of(module: nn.Module):
+    return wrap(module, mask_id=TOK.mask_token_id, eos_ids=(TOK.eos_token_id,), tokenizer=TOK)
+
+
+def test_last_name_slots_follow_first_names():
+    assert last_name_slots("[ Ann Lee , Bob Ray ]".split()) == [2, 5]
+    assert last_name_slots("[ ]".split()) == []
+
+
+def test_probe_separates_reading_from_ignoring_the_answer():
+    reader = answer_conditioning(model_of(Induction(len(TOK))), samples=16)
+    assert reader.visible > 0.95 and reader.blind < 0.5  # not 1: a first name can occur twice in a line
+    ignorer = answer_conditioning(model_of(PromptOnly(len(TOK))), samples=16)
+    assert ignorer.visible == ignorer.blind < 0.5
