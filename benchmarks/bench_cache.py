@@ -114,9 +114,9 @@ def main() -> None:
     for gen in args.gens:
         for batch in args.batches:
             prompts = torch.randint(0, 31000, (batch, args.prompt), generator=g)
-            ref_wall, _, _ = run(reference_none, counter, Sampler("confidence", gen_length=gen, block_length=args.block),
-                                 prompts, args.repeats)
-            print(f"{gen:>4} {batch:>2} {'none (ref head)':<15} {ref_wall:>8.2f} {1000 * ref_wall / gen:>8.1f}", flush=True)
+            ref_wall, _, ref = run(reference_none, counter, Sampler("confidence", gen_length=gen, block_length=args.block),
+                                   prompts, args.repeats)
+            print(f"{gen:>4} {batch:>2} {'none (ref head)':<15} {ref_wall:>8.2f} {1000 * ref_wall / ref.nfe:>8.1f}", flush=True)
             base = None
             for name, opts in STRATEGIES:
                 sampler = Sampler("confidence", gen_length=gen, block_length=args.block, cache=name, **opts)

@@ -199,8 +199,6 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = True) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
     model = build_model(cfg, len(tokenizer), tokenizer.mask_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
-    if cfg.init_from:
-        load_initial_weights(model, cfg.init_from)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s))
     rng, gen, step, elapsed = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed), 0, 0.0
@@ -213,6 +211,8 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = True) -> Path:
             raise ValueError(f"{ckpt} was written with {state['config']}, not {asdict(cfg)}; use a new --out")
         model.load_state_dict(state["model"]); opt.load_state_dict(state["opt"]); sched.load_state_dict(state["sched"])
         rng.setstate(state["rng"]); gen.set_state(state["gen"]); step, elapsed = state["step"], state["elapsed"]
+    elif cfg.init_from:  # a resumed run already holds its own weights: the source is read only at the start
+        load_initial_weights(model, cfg.init_from)
     shift = 1 if cfg.arch == "dream" else 0
     model.train()
     end = cfg.stop_at or cfg.steps
