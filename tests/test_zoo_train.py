@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from dllm_decode.evals.tasks import ALL_TASKS
 from dllm_decode.zoo.tokenizer import build_tokenizer
 from dllm_decode.zoo.train import TrainConfig, diffusion_loss, draw_batch, mask_floor, train
 
@@ -65,12 +66,10 @@ def test_reruns_are_bitwise_identical_and_resume_equals_one_run(tmp_path, arch):
         assert torch.equal(a[name], b[name]) and torch.equal(a[name], c[name]), name
 
 
-def test_autoregressive_warmup_is_causal_and_dream_only(tmp_path):
+def test_autoregressive_warmup_is_causal(tmp_path):
     from dllm_decode.zoo.train import autoregressive_loss, build_model
 
     tok = build_tokenizer()
-    with pytest.raises(ValueError, match="`ar_warmup` needs the shifted Dream architecture"):
-        build_model(replace(MICRO, ar_warmup=2), len(tok), tok.mask_token_id, tok.eos_token_id, tok.pad_token_id)
     model = build_model(replace(MICRO, arch="dream"), len(tok), tok.mask_token_id, tok.eos_token_id, tok.pad_token_id)
     x, keep, width = draw_batch(random.Random(0), tok, 4)
     n = width + 5
@@ -88,6 +87,33 @@ def test_autoregressive_warmup_is_causal_and_dream_only(tmp_path):
     loss_full = autoregressive_loss(model, x, keep, width)
     assert torch.isfinite(loss_full), "left pads attend to themselves, so no row sees no key"
     train(replace(MICRO, arch="dream", ar_warmup=2), tmp_path / "ar")
+
+
+def test_left_to_right_warmup_masks_an_answer_suffix(tmp_path):
+    from dllm_decode.zoo.train import build_model, left_to_right_loss
+
+    tok = build_tokenizer()
+    model = build_model(MICRO, len(tok), tok.mask_token_id, tok.eos_token_id, tok.pad_token_id)
+    x, keep, width = draw_batch(random.Random(0), tok, 32)
+    seen = []
+    hook = model.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    loss = left_to_right_loss(model, x, keep, width, tok.mask_token_id, tok.eos_token_id, torch.Generator().manual_seed(0))
+    hook.remove()
+    masked = seen[0] == tok.mask_token_id
+    assert torch.isfinite(loss)
+    assert not masked[:, :width].any(), "the prompt is never masked"
+    assert torch.equal(masked, masked.long().cummax(1).values.bool()), "masks form a suffix: clean left context"
+    answer_len = (x[:, width:] != tok.eos_token_id).sum(1)
+    cut = masked.long().argmax(1) - width
+    assert (cut >= 0).all() and (cut <= answer_len).all() and cut.unique().numel() > 3
+    train(replace(MICRO, ar_warmup=2), tmp_path / "l2r")
+
+
+def test_hard_first_draws_only_hard_tasks_then_the_suite():
+    from dllm_decode.zoo.train import HARD_TASKS, curriculum_tasks
+
+    cfg = replace(MICRO, copy_warmup=2, hard_first=5)
+    assert [curriculum_tasks(cfg, s) for s in (0, 1, 2, 4, 5)] == [("copy",)] * 2 + [HARD_TASKS] * 2 + [ALL_TASKS]
 
 
 def test_hard_weight_shifts_the_task_mix():

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .layers import shift_logits
+from .packed import pack_linears
 
 
 @dataclass
@@ -99,8 +100,12 @@ class DiffusionLM:
 
 
 def wrap(module: nn.Module, *, mask_id: int, eos_ids: tuple[int, ...] | list[int] | int, shift: int = 0,
-         tokenizer: Any = None, max_length: int | None = None, pad_id: int | None = None) -> DiffusionLM:
-    """Adapt any module whose `module(input_ids).logits` behaves like LLaDA's (or Dream's, with `shift=1`)."""
+         tokenizer: Any = None, max_length: int | None = None, pad_id: int | None = None,
+         pack: bool = True) -> DiffusionLM:
+    """Adapt any module whose `module(input_ids).logits` behaves like LLaDA's (or Dream's, with `shift=1`).
+
+    `pack`: our own architectures' linear layers switch to `PackedLinear` in place (oneDNN pre-packed
+    weights for no-grad CPU fp32 forwards; training and other devices are unaffected)."""
     if not isinstance(module, nn.Module):
         raise ValueError(f"`module` must be a torch.nn.Module, got {type(module).__name__}")
     if not isinstance(mask_id, int) or mask_id < 0:
@@ -112,6 +117,8 @@ def wrap(module: nn.Module, *, mask_id: int, eos_ids: tuple[int, ...] | list[int
 
     facts = native_facts(module)
     if facts is not None:  # our own architectures: keep the fast path
+        if pack:
+            pack_linears(module)
         return DiffusionLM(module, mask_id, eos, facts["shift"], tokenizer, max_length or facts["max_length"],
                            pad_id, native=True, name=type(module).__name__)
     params = inspect.signature(module.forward).parameters

@@ -128,8 +128,9 @@ class LLaDAModelLM(PreTrainedModel):
 
     def lm_head(self, hidden: Tensor) -> Tensor:
         t = self.model.transformer
-        head = t["wte"] if self.config.weight_tying else t["ff_out"]
-        return nn.functional.linear(hidden, head.weight, getattr(head, "bias", None))
+        if self.config.weight_tying:
+            return nn.functional.linear(hidden, t["wte"].weight)
+        return t["ff_out"](hidden)  # through the module, so a packed CPU linear (models/packed.py) applies
 
     def forward(self, input_ids: Tensor, positions: Tensor | None = None, attention_mask: Tensor | None = None,
                 cache=None, logits_for: Tensor | None = None, attention=None) -> LogitsOutput:

@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from .adapter import DiffusionLM
+from .packed import pack_linears
 from .registry import ARCHITECTURES
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,11 @@ def end_of_text_ids(config, tokenizer) -> tuple[int, ...]:
 
 def load_model(path_or_name: str | Path, *, dtype: str | torch.dtype | None = None,
                device: str | torch.device | None = None, mask_id: int | None = None,
-               eos_ids: tuple[int, ...] | None = None) -> DiffusionLM:
-    """Load a LLaDA / Dream (or other registered) checkpoint directory, or an embedded zoo model by name."""
+               eos_ids: tuple[int, ...] | None = None, pack: bool = True) -> DiffusionLM:
+    """Load a LLaDA / Dream (or other registered) checkpoint directory, or an embedded zoo model by name.
+
+    `pack`: on CPU in fp32, linear layers run on oneDNN pre-packed weights (`models/packed.py`: faster,
+    row-count invariant; costs a second copy of the linear weights)."""
     path = resolve_path(path_or_name)
     config_dict = json.loads((path / "config.json").read_text())
     model_type = config_dict.get("model_type")
@@ -110,6 +114,8 @@ def load_model(path_or_name: str | Path, *, dtype: str | torch.dtype | None = No
         module = arch.model_class(config)
     module.load_state_dict(read_state_dict(path), strict=True, assign=True)
     module = module.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    if pack and device.type == "cpu":
+        pack_linears(module)
     tokenizer = load_tokenizer(path)
     mask = mask_id if mask_id is not None else getattr(config, "mask_token_id", None)
     if mask is None:

@@ -123,8 +123,9 @@ class SDARForCausalLM(PreTrainedModel):
         init_weights(module)
 
     def head(self, hidden: Tensor) -> Tensor:
-        weight = self.model.embed_tokens.weight if self.config.tie_word_embeddings else self.lm_head.weight
-        return nn.functional.linear(hidden, weight)
+        if self.config.tie_word_embeddings:
+            return nn.functional.linear(hidden, self.model.embed_tokens.weight)
+        return self.lm_head(hidden)  # through the module, so a packed CPU linear (models/packed.py) applies
 
     def forward(self, input_ids: Tensor, positions: Tensor | None = None, attention_mask: Tensor | None = None,
                 cache=None, logits_for: Tensor | None = None, attention=None, block_size: int | None = None) -> LogitsOutput:

@@ -56,7 +56,8 @@ class TrainConfig:
     stop_at: int = 0  # 0: train all `steps`; else stop there (the cosine schedule still spans `steps`)
     anneal: int = 0  # the last `anneal` steps before stopping decay the learning rate linearly to 0
     copy_warmup: int = 0  # the first `copy_warmup` steps train on the copy task only (task curriculum)
-    ar_warmup: int = 0  # Dream only: the first steps train autoregressively (Dream starts from an AR model)
+    ar_warmup: int = 0  # the first steps train in left-to-right order (Dream: causal next-token loss)
+    hard_first: int = 0  # until this step (after copy_warmup) batches hold only HARD_TASKS
     mask_warmup: int = 1000  # masking-rate curriculum: t = 1 for the first half, floor falls to 0 by the end
     hard_weight: float = 1.0  # sampling weight of the tasks with several answers or a learned order (HARD_TASKS)
     init_from: str = ""  # a zoo name or model directory whose weights start the run (a second training stage)
@@ -96,13 +97,14 @@ def draw_t(batch: int, gen: torch.Generator, floor: float = 0.0) -> torch.Tensor
 
 
 def curriculum_tasks(cfg: TrainConfig, step: int) -> tuple[str, ...]:  # also takes train_spec.SpecTrainConfig
-    """The tasks a batch is drawn from: copy only during `copy_warmup`, then the whole suite."""
-    return ("copy",) if step < cfg.copy_warmup else ALL_TASKS
+    """The tasks a batch is drawn from: copy only during `copy_warmup`, the hard tasks only until
+    `hard_first`, then the whole suite."""
+    if step < cfg.copy_warmup:
+        return ("copy",)
+    return HARD_TASKS if step < cfg.hard_first else ALL_TASKS
 
 
 def build_model(cfg: TrainConfig, vocab_size: int, mask_id: int, eos_id: int, pad_id: int):
-    if cfg.ar_warmup and cfg.arch != "dream":
-        raise ValueError(f"`ar_warmup` needs the shifted Dream architecture, got arch={cfg.arch!r}")
     if cfg.arch == "llada":
         config = LLaDAConfig(d_model=cfg.d_model, n_heads=cfg.n_heads, n_kv_heads=cfg.n_kv_heads, n_layers=cfg.n_layers,
                              mlp_hidden_size=cfg.mlp, vocab_size=vocab_size, embedding_size=vocab_size,
@@ -166,6 +168,20 @@ def autoregressive_loss(model, x: torch.Tensor, keep: torch.Tensor, width: int) 
     return F.cross_entropy(logits[:, width:].flatten(0, 1), x[:, width:].flatten())
 
 
+def left_to_right_loss(model, x: torch.Tensor, keep: torch.Tensor, width: int, mask_id: int,
+                       eos_id: int, gen: torch.Generator) -> torch.Tensor:
+    """The unshifted (LLaDA) analogue of AR training: mask the answer from a random cut to the end, so
+    every prediction is conditioned on a clean left context. Cross-entropy averaged over masked tokens."""
+    B, L = x.shape
+    answer_len = (x[:, width:] != eos_id).sum(1, keepdim=True)
+    cut = width + (torch.rand(B, 1, generator=gen) * (answer_len + 1)).long().clamp_max(answer_len)
+    masked = torch.arange(L)[None] >= cut
+    logits = model(x.masked_fill(masked, mask_id), positions=(keep.long().cumsum(1) - 1).clamp_min(0),
+                   attention_mask=keep).logits
+    ce = F.cross_entropy(logits.flatten(0, 1), x.flatten(), reduction="none").view(B, L)
+    return ((ce * masked).sum(1) / masked.sum(1)).mean()
+
+
 def load_initial_weights(model, source: str) -> None:
     """Start from another run's exported weights; the architecture must match exactly (strict load)."""
     state = {k: v.float() for k, v in read_state_dict(resolve_path(source)).items()}
@@ -220,8 +236,10 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = True) -> Path:
     start = time.perf_counter() - elapsed
     while step < end:
         x, keep, width = draw_batch(rng, tokenizer, cfg.batch_size, curriculum_tasks(cfg, step), cfg.hard_weight)
-        if step < cfg.ar_warmup:
+        if step < cfg.ar_warmup and shift:
             loss = autoregressive_loss(model, x, keep, width)
+        elif step < cfg.ar_warmup:
+            loss = left_to_right_loss(model, x, keep, width, tokenizer.mask_token_id, tokenizer.eos_token_id, gen)
         else:
             loss = diffusion_loss(model, x, keep, width, tokenizer.mask_token_id, shift, gen, mask_floor(cfg, step))
         opt.zero_grad(set_to_none=True)

@@ -62,6 +62,7 @@ class SpecTrainConfig:
     refine_fraction: float = 0.3  # drafter: last share of steps spent on stage 2
     refine_max: int = 12  # drafter: R ~ U(1, refine_max)
     copy_warmup: int = 0  # ar/sdar: copy task only for the first steps (zoo/train.py's task curriculum)
+    hard_first: int = 0  # ar/sdar: hard tasks only until this step (zoo/train.py's task curriculum)
     mask_warmup: int = 0  # sdar/drafter: zoo/train.py's masking-rate curriculum (`mask_floor`)
 
     def __post_init__(self) -> None:
