@@ -9,6 +9,7 @@ weights make near-ties common, so it says little about quality: see docs/results
     python benchmarks/bench_cache.py                 # gen 64 and 256, batch 1 and 8
     python benchmarks/bench_cache.py --quick         # gen 64, batch 1, one repeat
     python benchmarks/bench_cache.py --gens 256 --batches 1 --threads 2
+    python benchmarks/bench_cache.py --quick --no-pack  # plain F.linear (MKL) instead of packed linears
 """
 from __future__ import annotations
 
@@ -31,12 +32,12 @@ STRATEGIES = [("none", {}), ("prefix", {}), ("dual", {}), ("delayed", {}),
 MASK, EOS = 31999, 31998
 
 
-def build_model(seed: int = 0):
+def build_model(seed: int = 0, pack: bool = True):
     torch.manual_seed(seed)
     cfg = LLaDAConfig(d_model=512, n_layers=8, n_heads=8, mlp_hidden_size=1376, vocab_size=32000,
                       embedding_size=32000, max_sequence_length=2048, mask_token_id=MASK, eos_token_id=EOS,
                       pad_token_id=EOS)
-    return wrap(LLaDAModelLM(cfg).eval(), mask_id=MASK, eos_ids=(EOS,))
+    return wrap(LLaDAModelLM(cfg).eval(), mask_id=MASK, eos_ids=(EOS,), pack=pack)
 
 
 class FullSequenceHead(torch.nn.Module):
@@ -94,17 +95,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--quick", action="store_true", help="gen 64, batch 1, one repeat")
+    parser.add_argument("--no-pack", action="store_true", help="plain F.linear instead of packed CPU linears")
     args = parser.parse_args()
     if args.quick:
         args.gens, args.batches, args.repeats = [64], [1], 1
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = build_model()
+    model = build_model(pack=not args.no_pack)
     counter = RowCounter(model.module)
     reference_none = dataclasses.replace(model, module=FullSequenceHead(model.module))
     g = torch.Generator().manual_seed(0)
     print(f"random LLaDA d512 x 8 layers, vocab 32000; prompt {args.prompt}, block {args.block}, one token per step; "
-          f"threads {torch.get_num_threads()}, median of {args.repeats}")
+          f"threads {torch.get_num_threads()}, median of {args.repeats}, "
+          f"{'plain' if args.no_pack else 'packed'} linears")
     print("speedup: over our no-cache loop (head on the block's masked columns); vs ref: over the published "
           "loops' no-cache forward (head on every row), timed in the same run")
     header = (f"{'gen':>4} {'B':>2} {'cache':<15} {'wall s':>8} {'ms/step':>8} {'speedup':>7} {'vs ref':>7} {'NFE':>4} "

@@ -140,3 +140,16 @@ def test_init_from_starts_at_the_given_weights_and_rejects_another_shape(tmp_pat
     assert all(torch.equal(a[name], b[name]) for name in a)
     with pytest.raises(ValueError, match="does not match this architecture"):
         train(replace(MICRO, d_model=48, init_from=str(first)), tmp_path / "third")
+
+
+def test_ar_mix_keeps_training_some_batches_left_to_right(tmp_path, monkeypatch):
+    import dllm_decode.zoo.train as train_module
+
+    calls = {"ordered": 0, "diffusion": 0}
+    real_ordered, real_diffusion = train_module.left_to_right_loss, train_module.diffusion_loss
+    monkeypatch.setattr(train_module, "left_to_right_loss",
+                        lambda *a, **k: calls.__setitem__("ordered", calls["ordered"] + 1) or real_ordered(*a, **k))
+    monkeypatch.setattr(train_module, "diffusion_loss",
+                        lambda *a, **k: calls.__setitem__("diffusion", calls["diffusion"] + 1) or real_diffusion(*a, **k))
+    train(replace(MICRO, steps=12, ar_warmup=2, ar_mix=0.5), tmp_path / "mix")
+    assert calls["ordered"] > 2 and calls["diffusion"] > 0 and calls["ordered"] + calls["diffusion"] == 12

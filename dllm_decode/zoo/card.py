@@ -13,6 +13,23 @@ from pathlib import Path
 from ..evals.report import markdown_table, per_task_markdown
 
 
+def ordered_stage_lines(cfg: dict, shifted: bool) -> list[str]:
+    """The card's lines for the task curriculum, the left-to-right stage and a warm start."""
+    lines = []
+    if cfg.get("init_from"):
+        lines.append(f"- warm start: the run begins from the weights of `{cfg['init_from']}`")
+    if cfg.get("hard_first"):
+        lines.append(f"- tasks: only sort, shuffle and the random edits (`HARD_TASKS`) until step {cfg['hard_first']}, "
+                     "then the whole suite")
+    start, end = cfg.get("copy_warmup", 0), cfg.get("ar_warmup", 0)
+    if end > start:
+        lines.append(f"- autoregressive stage (Dream's recipe starts from an AR model): steps {start}-{end} train "
+                     "next-token prediction under a causal mask (`zoo/train.py: autoregressive_loss`)" if shifted else
+                     f"- left-to-right stage: steps {start}-{end} mask a random suffix of the answer, so each "
+                     "prediction at the cut reads a clean left context (`zoo/train.py: left_to_right_loss`)")
+    return lines
+
+
 def card(model_dir: Path, run_dir: Path, name: str, command: str, status: str = "") -> str:
     training = json.loads((model_dir / "training.json").read_text())
     config = json.loads((model_dir / "config.json").read_text())
@@ -33,9 +50,7 @@ def card(model_dir: Path, run_dir: Path, name: str, command: str, status: str = 
                                 else "") +
            f"whole answer masked (t = 1) for the first {cfg['mask_warmup'] // 2} steps, then the lowest t falls "
            f"linearly to 0 at step {cfg['mask_warmup']} (see `zoo/train.py: mask_floor`)"] if cfg.get("mask_warmup") else []),
-        *([f"- autoregressive warm-up (Dream's recipe starts from an AR model): the first {cfg['ar_warmup']} steps "
-           "train next-token prediction under a causal mask (`zoo/train.py: autoregressive_loss`)"]
-          if cfg.get("ar_warmup") else []),
+        *ordered_stage_lines(cfg, config["model_type"] == "Dream"),
         f"- model: d_model {cfg['d_model']}, {cfg['n_layers']} layers, {cfg['n_heads']} heads "
         f"({cfg['n_kv_heads']} KV), MLP {cfg['mlp']}; {params} parameters; weights stored fp16",
         f"- optimisation: AdamW lr {cfg['lr']}, batch {cfg['batch_size']}, warm-up {cfg['warmup']}, cosine over "
