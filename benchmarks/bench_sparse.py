@@ -93,7 +93,7 @@ def model_step(args: argparse.Namespace) -> None:
                       mlp_hidden_size=args.mlp, vocab_size=1024, embedding_size=1024, mask_token_id=1023,
                       eos_token_id=1022, pad_token_id=1021, max_sequence_length=args.prompt + args.gen)
     torch.manual_seed(0)
-    model = wrap(LLaDAModelLM(cfg).eval(), mask_id=1023, eos_ids=(1022,))
+    model = wrap(LLaDAModelLM(cfg).eval(), mask_id=1023, eos_ids=(1022,), pack=not args.no_pack)
     S = args.prompt + args.gen
     x = torch.randint(0, 1000, (1, S))
     x[:, args.prompt:] = 1023
@@ -131,8 +131,12 @@ def main() -> None:
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--flex", action="store_true", help="also time compiled FlexAttention with the block mask")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--no-pack", action="store_true", help="plain F.linear instead of packed CPU linears")
     args = p.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {'plain' if args.no_pack else 'packed'} linears")
     attention_call(args)
     model_step(args)
 

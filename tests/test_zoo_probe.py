@@ -52,3 +52,29 @@ def test_probe_separates_reading_from_ignoring_the_answer():
     assert reader.visible > 0.95 and reader.blind < 0.5  # not 1: a first name can occur twice in a line
     ignorer = answer_conditioning(model_of(PromptOnly(len(TOK))), samples=16)
     assert ignorer.visible == ignorer.blind < 0.5
+
+
+class Excluder(nn.Module):
+    """Oracle for shuffle: every position predicts the first prompt first name not yet in the answer."""
+
+    def __init__(self, vocab: int) -> None:
+        super().__init__()
+        self.vocab = vocab
+
+    def forward(self, input_ids: torch.Tensor) -> MaskedLMOutput:
+        ids = input_ids[0].tolist()
+        split = ids.index(TOK.convert_tokens_to_ids("]")) + 1  # "shuffle [ F L , ... ]" ends the prompt
+        firsts = ids[2:split:3]
+        logits = torch.zeros(1, len(ids), self.vocab)
+        free = [f for f in firsts if f not in ids[split:]]
+        logits[..., (free or firsts)[0]] = 10.0
+        return MaskedLMOutput(logits=logits)
+
+
+def test_exclusion_probe_tells_an_excluding_model_from_a_repeating_one():
+    from dllm_decode.zoo.probe import next_name_exclusion
+
+    excluding = next_name_exclusion(model_of(Excluder(len(TOK))), samples=40)
+    assert excluding.unused > 0.9 and excluding.reused < 0.1
+    repeating = next_name_exclusion(model_of(Induction(len(TOK))), samples=40)  # copies, never excludes
+    assert repeating.unused < 0.5

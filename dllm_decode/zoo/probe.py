@@ -8,6 +8,11 @@ against the same canvas with the first names masked too (`blind`, what prompt-po
 alone gives). A model that reads its committed tokens scores `visible` near 1; the shipped tiny
 models score `visible` ~ `blind` ~ 1/n (measured: tiny-llada 0.23, see its card).
 
+The second probe, `exclusion`, asks what shuffle needs next: with the first j names of an answer
+committed and the rest masked, is the prediction at the next first-name slot a prompt first name that
+is not yet written (`unused`), or one already written (`reused`, what makes "[ Eva Hamilton , Eva
+Hamilton , ...]")? A model choosing uniformly among the prompt's first names reuses about j / n.
+
     python -m dllm_decode.zoo.probe tiny-llada tiny-dream
 """
 from __future__ import annotations
@@ -60,15 +65,48 @@ def answer_conditioning(model: DiffusionLM, samples: int = 64, seed: int = 99) -
     return ProbeResult(hits["visible"] / total, hits["blind"] / total, total)
 
 
+@dataclass(frozen=True)
+class ExclusionResult:
+    unused: float  # predictions that are a prompt first name not yet in the answer
+    reused: float  # predictions that repeat a first name already in the answer
+    n: int  # slots scored
+
+
+@torch.no_grad()
+def next_name_exclusion(model: DiffusionLM, samples: int = 100, seed: int = 7) -> ExclusionResult:
+    tok = model.tokenizer
+    rng = random.Random(seed)
+    unused = reused = 0
+    for _ in range(samples):
+        sample = random_sample(rng, "shuffle", rng.randint(3, 6))
+        words = sample.answer.split()  # "[ F L , F L , ... ]"
+        n = (len(words) - 1) // 3
+        j = rng.randint(1, n - 1)
+        firsts = [words[1 + 3 * i] for i in range(n)]
+        prompt, answer = tok(sample.prompt).input_ids, tok(sample.answer).input_ids
+        canvas = torch.tensor(answer + [tok.eos_token_id] * (GEN_LENGTH - len(answer)))
+        slot = 1 + 3 * j
+        canvas[slot:len(answer) - 1] = model.mask_id  # "]" and the EOS fill stay visible
+        logits = model(torch.cat([torch.tensor(prompt), canvas])[None])[0, len(prompt) + slot]
+        word = tok.decode([int(logits.argmax())]).strip()
+        unused += word in firsts[j:] and word not in firsts[:j]
+        reused += word in firsts[:j]
+    return ExclusionResult(unused / samples, reused / samples, samples)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", help="zoo names or model directories")
     parser.add_argument("--samples", type=int, default=64)
     args = parser.parse_args(argv)
     for name in args.models:
-        result = answer_conditioning(load_model(name), args.samples)
+        model = load_model(name)
+        result = answer_conditioning(model, args.samples)
         print(f"{name}: last names right with first names visible {result.visible:.3f}, "
               f"with them masked {result.blind:.3f} ({result.n} last names)")
+        excl = next_name_exclusion(model)
+        print(f"{name}: next first name unused {excl.unused:.3f}, already written {excl.reused:.3f} "
+              f"({excl.n} slots)")
 
 
 if __name__ == "__main__":
