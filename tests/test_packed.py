@@ -47,3 +47,20 @@ def test_load_model_packs_on_cpu_unless_told_not_to():
     assert kinds(packed) == {PackedLinear} and kinds(plain) == {nn.Linear}
     ids = torch.randint(0, 100, (2, 40))
     torch.testing.assert_close(packed(ids), plain(ids), rtol=1e-4, atol=1e-4)
+
+
+def test_a_used_packed_layer_can_be_copied_and_pickled():
+    import copy
+    import io
+
+    layer = nn.Linear(16, 8)
+    pack_linears(layer)
+    x = torch.randn(3, 16)
+    with torch.no_grad():
+        expected = layer(x)  # builds the opaque packed copy, which torch cannot copy or pickle
+        clone = copy.deepcopy(layer)
+        buffer = io.BytesIO()
+        torch.save(layer, buffer)
+        buffer.seek(0)
+        loaded = torch.load(buffer, weights_only=False)
+        assert torch.equal(clone(x), expected) and torch.equal(loaded(x), expected)

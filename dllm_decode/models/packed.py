@@ -30,6 +30,13 @@ class PackedLinear(nn.Linear):
     _packed: Tensor | None = None
     _packed_key: tuple[int, int] | None = None
 
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave the packed copy behind (an opaque oneDNN tensor); it is rebuilt on use."""
+        state = self.__dict__.copy()
+        state.pop("_packed", None)
+        state.pop("_packed_key", None)
+        return state
+
     def forward(self, x: Tensor) -> Tensor:
         w = self.weight
         if (x.device.type != "cpu" or w.device.type != "cpu" or w.dtype != torch.float32 or x.dtype != torch.float32
