@@ -64,3 +64,11 @@ def test_a_used_packed_layer_can_be_copied_and_pickled():
         buffer.seek(0)
         loaded = torch.load(buffer, weights_only=False)
         assert torch.equal(clone(x), expected) and torch.equal(loaded(x), expected)
+
+
+def test_inference_mode_weights_are_packed_too():
+    with torch.inference_mode():
+        layer = nn.Linear(16, 8)  # parameters made under inference mode carry no version counter
+        pack_linears(layer)
+        x = torch.randn(3, 16)
+        torch.testing.assert_close(layer(x), nn.functional.linear(x, layer.weight, layer.bias), rtol=1e-5, atol=1e-5)

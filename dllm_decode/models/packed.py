@@ -42,7 +42,7 @@ class PackedLinear(nn.Linear):
         if (x.device.type != "cpu" or w.device.type != "cpu" or w.dtype != torch.float32 or x.dtype != torch.float32
                 or (torch.is_grad_enabled() and (w.requires_grad or x.requires_grad))):
             return F.linear(x, w, self.bias)
-        key = (w.data_ptr(), w._version)
+        key = (w.data_ptr(), -1 if w.is_inference() else w._version)  # inference tensors cannot change in place
         if self._packed_key != key:  # first call, or the weight was replaced or edited in place
             self._packed = torch.ops.mkldnn._reorder_linear_weight(w.detach(), PACK_ROWS)
             self._packed_key = key
