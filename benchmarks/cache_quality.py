@@ -50,7 +50,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=1234, help="task-instance seed (1234: the cards' held-out set)")
-    parser.add_argument("--caches", nargs="+", default=None, help="only these labels (e.g. dual delayed-greedy)")
+    parser.add_argument("--caches", nargs="+", default=None, help="only these (no cache always runs: the reference)",
+                        choices=[label(c, o) for c, o in CACHES if c != "none"])
     parser.add_argument("--rules", nargs="+", default=None, choices=[r for r, _ in RULES])
     args = parser.parse_args()
     if args.threads:

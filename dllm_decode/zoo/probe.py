@@ -97,14 +97,15 @@ def next_name_exclusion(model: DiffusionLM, samples: int = 100, seed: int = 7) -
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", help="zoo names or model directories")
-    parser.add_argument("--samples", type=int, default=64)
+    parser.add_argument("--samples", type=int, default=64, help="shuffle answers for the lookup probe")
+    parser.add_argument("--exclusion-samples", type=int, default=100, help="slots for the exclusion probe")
     args = parser.parse_args(argv)
     for name in args.models:
         model = load_model(name)
         result = answer_conditioning(model, args.samples)
         print(f"{name}: last names right with first names visible {result.visible:.3f}, "
               f"with them masked {result.blind:.3f} ({result.n} last names)")
-        excl = next_name_exclusion(model)
+        excl = next_name_exclusion(model, args.exclusion_samples)
         print(f"{name}: next first name unused {excl.unused:.3f}, already written {excl.reused:.3f} "
               f"({excl.n} slots)")
 

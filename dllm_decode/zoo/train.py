@@ -141,6 +141,11 @@ def draw_batch(rng: random.Random, tokenizer, batch_size: int, tasks: tuple[str,
     return torch.tensor(rows), torch.tensor(keep), width
 
 
+def row_positions(keep: torch.Tensor) -> torch.Tensor:
+    """RoPE positions of left-padded rows: 0 at each row's first real token (pads clamp to 0)."""
+    return (keep.long().cumsum(1) - 1).clamp_min(0)
+
+
 def diffusion_loss(model, x: torch.Tensor, keep: torch.Tensor, width: int, mask_id: int, shift: int,
                    gen: torch.Generator, floor: float = 0.0) -> torch.Tensor:
     """1/t-weighted masked cross-entropy with t ~ U(max(floor, 1e-3), 1) per row."""
@@ -149,8 +154,7 @@ def diffusion_loss(model, x: torch.Tensor, keep: torch.Tensor, width: int, mask_
     masked = torch.zeros_like(keep)
     masked[:, width:] = torch.rand(B, L - width, generator=gen) < t
     noisy = x.masked_fill(masked, mask_id)
-    positions = (keep.long().cumsum(1) - 1).clamp_min(0)
-    logits = model(noisy, positions=positions, attention_mask=keep).logits
+    logits = model(noisy, positions=row_positions(keep), attention_mask=keep).logits
     if shift:
         logits = shift_logits(logits)
     ce = F.cross_entropy(logits.flatten(0, 1), x.flatten(), reduction="none").view(B, L)
@@ -163,8 +167,7 @@ def autoregressive_loss(model, x: torch.Tensor, keep: torch.Tensor, width: int) 
     L = x.shape[1]
     causal = torch.ones(L, L, dtype=torch.bool).tril()
     mask = (keep[:, None, None, :] & causal) | torch.eye(L, dtype=torch.bool)
-    positions = (keep.long().cumsum(1) - 1).clamp_min(0)
-    logits = model(x, positions=positions, attention_mask=mask).logits
+    logits = model(x, positions=row_positions(keep), attention_mask=mask).logits
     logits = shift_logits(logits)
     return F.cross_entropy(logits[:, width:].flatten(0, 1), x[:, width:].flatten())
 
@@ -173,14 +176,13 @@ def left_to_right_loss(model, x: torch.Tensor, keep: torch.Tensor, width: int, m
                        eos_id: int, gen: torch.Generator) -> torch.Tensor:
     """The unshifted (LLaDA) analogue of AR training: mask the answer from a random cut to the end, so
     the prediction at the cut is a next-token prediction from a clean left context. The cut's
-    cross-entropy is added to the mean over all masked tokens: the far ones alone are blind guesses
-    that drown the signal (measured: without the cut term, no copying after 1200 steps)."""
+    cross-entropy is added to the mean over all masked tokens, whose far positions are blind guesses
+    that would otherwise outweigh it (a choice, not a measured gain: see docs/results/zoo.md)."""
     B, L = x.shape
     answer_len = (x[:, width:] != eos_id).sum(1, keepdim=True)
     cut = width + (torch.rand(B, 1, generator=gen) * (answer_len + 1)).long().clamp_max(answer_len)
     masked = torch.arange(L)[None] >= cut
-    logits = model(x.masked_fill(masked, mask_id), positions=(keep.long().cumsum(1) - 1).clamp_min(0),
-                   attention_mask=keep).logits
+    logits = model(x.masked_fill(masked, mask_id), positions=row_positions(keep), attention_mask=keep).logits
     ce = F.cross_entropy(logits.flatten(0, 1), x.flatten(), reduction="none").view(B, L)
     return (ce.gather(1, cut).squeeze(1) + (ce * masked).sum(1) / masked.sum(1)).mean()
 

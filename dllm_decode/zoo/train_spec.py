@@ -33,7 +33,7 @@ from tqdm import tqdm
 from ..models.llada import LLaDAConfig, LLaDAModelLM
 from ..models.sdar import SDARConfig, SDARForCausalLM
 from .tokenizer import build_tokenizer
-from .train import GEN_LENGTH, curriculum_tasks, draw_batch, draw_t, export, mask_floor
+from .train import GEN_LENGTH, curriculum_tasks, draw_batch, draw_t, export, mask_floor, row_positions
 
 KINDS = ("sdar", "ar", "drafter")
 
@@ -100,7 +100,7 @@ def answer_span(x: torch.Tensor, width: int, eos: int) -> torch.Tensor:
 
 
 def ar_loss(model, x, keep, width, tok, gen) -> torch.Tensor:
-    positions = (keep.long().cumsum(1) - 1).clamp_min(0)
+    positions = row_positions(keep)
     logits = model(input_ids=x, attention_mask=keep.long(), position_ids=positions).logits[:, :-1]
     scored = answer_span(x, width, tok.eos_token_id)[:, 1:]
     ce = F.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten(), reduction="none").view_as(scored)
@@ -114,7 +114,7 @@ def sdar_loss(model, x, keep, width, tok, gen, cfg: SpecTrainConfig, floor: floa
     t = draw_t(B, gen, floor)
     masked = torch.zeros_like(keep)
     masked[:, width:] = torch.rand(B, L - width, generator=gen) < t
-    positions = (keep.long().cumsum(1) - 1).clamp_min(0)
+    positions = row_positions(keep)
     ids = torch.cat([x.masked_fill(masked, tok.mask_token_id), x], 1)  # [B, 2L]: noisy copy, clean copy
     pos = torch.cat([positions, positions], 1)
     blk = pos // block
@@ -181,7 +181,7 @@ def drafter_loss(model, batch, tok, gen, refine: bool, floor: float = 0.0) -> to
     B, L = ids.shape
     t = torch.ones(B, 1) if refine else draw_t(B, gen, floor)
     masked = scored & (torch.rand(B, L, generator=gen) < t)
-    positions = (keep.long().cumsum(1) - 1).clamp_min(0)
+    positions = row_positions(keep)
     logits = model(ids.masked_fill(masked, tok.mask_token_id), positions=positions, attention_mask=keep).logits
     ce = F.cross_entropy(logits.flatten(0, 1), ids.flatten(), reduction="none").view(B, L)
     return ((ce * masked * weight / t).sum(1) / scored.sum(1).clamp_min(1)).mean()
