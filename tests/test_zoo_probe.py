@@ -78,3 +78,50 @@ def test_exclusion_probe_tells_an_excluding_model_from_a_repeating_one():
     assert excluding.unused > 0.9 and excluding.reused < 0.1
     repeating = next_name_exclusion(model_of(Induction(len(TOK))), samples=40)  # copies, never excludes
     assert repeating.unused < 0.5
+
+
+class Copier(Induction):
+    """Oracle for copy: canvas column c holds the prompt list's token c, then EOS."""
+
+    def forward(self, input_ids: torch.Tensor) -> MaskedLMOutput:
+        ids = input_ids[0].tolist()
+        split = ids.index(TOK.convert_tokens_to_ids("]")) + 1  # "copy [ F L , ... ]" ends the prompt
+        source = ids[1:split] + [TOK.eos_token_id] * len(ids)
+        logits = torch.zeros(1, len(ids), self.vocab)
+        for col in range(split, len(ids)):
+            logits[0, col, source[col - split]] = 10.0
+        return MaskedLMOutput(logits=logits)
+
+
+def test_left_to_right_decoding_scores_what_the_model_writes():
+    from dllm_decode.zoo.probe import left_to_right_scores
+
+    assert left_to_right_scores(model_of(Copier(len(TOK))), tasks=("copy",), per_task=6) == {"copy": 1.0}
+    assert left_to_right_scores(model_of(PromptOnly(len(TOK))), tasks=("copy",), per_task=6) == {"copy": 0.0}
+
+
+def test_causal_probes_refuse_a_model_without_an_autoregressive_mode(tmp_path):
+    import pytest
+
+    from dllm_decode.zoo.probe import main
+    from dllm_decode.zoo.train import TrainConfig, build_model, export
+
+    cfg = TrainConfig(d_model=32, n_layers=1, n_heads=2, n_kv_heads=2, mlp=64)
+    module = build_model(cfg, len(TOK), TOK.mask_token_id, TOK.eos_token_id, TOK.pad_token_id)
+    export(module, TOK, tmp_path, {})
+    with pytest.raises(SystemExit, match="shifted-logit"):
+        main([str(tmp_path), "--causal"])
+
+
+def test_a_training_checkpoint_probes_like_its_export(tmp_path):
+    from dllm_decode import load_model
+    from dllm_decode.zoo.probe import load_any
+    from dllm_decode.zoo.train import TrainConfig, train
+
+    cfg = TrainConfig(arch="dream", d_model=32, n_layers=1, n_heads=2, n_kv_heads=2, mlp=64, steps=2, batch_size=2,
+                      warmup=1, save_every=2)
+    train(cfg, tmp_path)
+    from_state, exported = load_any(str(tmp_path / "train_state.ckpt.pt")), load_model(tmp_path)
+    assert from_state.shift == exported.shift == 1
+    ids = torch.tensor([TOK("shuffle [ Ann Lee , Bob Ray ]").input_ids + [TOK.mask_token_id] * 4])
+    torch.testing.assert_close(from_state(ids), exported(ids), atol=2e-2, rtol=0)  # the export is fp16

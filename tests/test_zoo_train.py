@@ -114,6 +114,11 @@ def test_hard_first_draws_only_hard_tasks_then_the_suite():
 
     cfg = replace(MICRO, copy_warmup=2, hard_first=5)
     assert [curriculum_tasks(cfg, s) for s in (0, 1, 2, 4, 5)] == [("copy",)] * 2 + [HARD_TASKS] * 2 + [ALL_TASKS]
+    named = replace(cfg, hard_tasks="shuffle, sort")
+    assert curriculum_tasks(named, 3) == ("shuffle", "sort") and curriculum_tasks(named, 5) == ALL_TASKS
+    for bad in ("shuffel", ""):
+        with pytest.raises(ValueError, match="hard_tasks"):
+            curriculum_tasks(replace(cfg, hard_tasks=bad), 3)
 
 
 def test_hard_weight_shifts_the_task_mix():

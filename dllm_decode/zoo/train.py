@@ -57,7 +57,8 @@ class TrainConfig:
     anneal: int = 0  # the last `anneal` steps before stopping decay the learning rate linearly to 0
     copy_warmup: int = 0  # the first `copy_warmup` steps train on the copy task only (task curriculum)
     ar_warmup: int = 0  # steps from copy_warmup to here train in left-to-right order (Dream: causal next-token loss)
-    hard_first: int = 0  # until this step (after copy_warmup) batches hold only HARD_TASKS
+    hard_first: int = 0  # until this step (after copy_warmup) batches hold only `hard_tasks`
+    hard_tasks: str = ",".join(HARD_TASKS)  # comma-separated task names of the hard-first stage
     ar_mix: float = 0.0  # after the left-to-right stage, this share of batches keeps training in that order
     mask_warmup: int = 1000  # masking-rate curriculum: t = 1 for the first half, floor falls to 0 by the end
     hard_weight: float = 1.0  # sampling weight of the tasks with several answers or a learned order (HARD_TASKS)
@@ -98,11 +99,20 @@ def draw_t(batch: int, gen: torch.Generator, floor: float = 0.0) -> torch.Tensor
 
 
 def curriculum_tasks(cfg: TrainConfig, step: int) -> tuple[str, ...]:  # also takes train_spec.SpecTrainConfig
-    """The tasks a batch is drawn from: copy only during `copy_warmup`, the hard tasks only until
+    """The tasks a batch is drawn from: copy only during `copy_warmup`, `hard_tasks` only until
     `hard_first`, then the whole suite."""
     if step < cfg.copy_warmup:
         return ("copy",)
-    return HARD_TASKS if step < cfg.hard_first else ALL_TASKS
+    return stage_tasks(cfg.hard_tasks) if step < cfg.hard_first else ALL_TASKS
+
+
+def stage_tasks(names: str) -> tuple[str, ...]:
+    """Parse a comma-separated task list; unknown names are an error, not an empty stage."""
+    tasks = tuple(t.strip() for t in names.split(",") if t.strip())
+    unknown = sorted(set(tasks) - set(ALL_TASKS))
+    if not tasks or unknown:
+        raise ValueError(f"`hard_tasks` must name tasks among {list(ALL_TASKS)}, got {names!r}")
+    return tasks
 
 
 def build_model(cfg: TrainConfig, vocab_size: int, mask_id: int, eos_id: int, pad_id: int):

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from ..models.llada import LLaDAConfig, LLaDAModelLM
 from ..models.sdar import SDARConfig, SDARForCausalLM
 from .tokenizer import build_tokenizer
-from .train import GEN_LENGTH, curriculum_tasks, draw_batch, draw_t, export, mask_floor, row_positions
+from .train import GEN_LENGTH, HARD_TASKS, curriculum_tasks, draw_batch, draw_t, export, mask_floor, row_positions
 
 KINDS = ("sdar", "ar", "drafter")
 
@@ -63,6 +63,7 @@ class SpecTrainConfig:
     refine_max: int = 12  # drafter: R ~ U(1, refine_max)
     copy_warmup: int = 0  # ar/sdar: copy task only for the first steps (zoo/train.py's task curriculum)
     hard_first: int = 0  # ar/sdar: hard tasks only until this step (zoo/train.py's task curriculum)
+    hard_tasks: str = ",".join(HARD_TASKS)  # the tasks of that stage
     mask_warmup: int = 0  # sdar/drafter: zoo/train.py's masking-rate curriculum (`mask_floor`)
 
     def __post_init__(self) -> None:
