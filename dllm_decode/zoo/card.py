@@ -25,8 +25,8 @@ def ordered_stage_lines(cfg: dict, shifted: bool) -> list[str]:
     if end > start:
         lines.append(f"- autoregressive stage (Dream's recipe starts from an AR model): steps {start}-{end} train "
                      "next-token prediction under a causal mask (`zoo/train.py: autoregressive_loss`)" if shifted else
-                     f"- left-to-right stage: steps {start}-{end} mask a random suffix of the answer, so each "
-                     "prediction at the cut reads a clean left context (`zoo/train.py: left_to_right_loss`)")
+                     f"- left-to-right stage: steps {start}-{end} predict every answer token at a [MASK] that reads "
+                     "only the prompt and the clean answer left of it (`zoo/train.py: left_to_right_loss`)")
     return lines
 
 

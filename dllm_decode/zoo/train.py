@@ -182,19 +182,37 @@ def autoregressive_loss(model, x: torch.Tensor, keep: torch.Tensor, width: int) 
     return F.cross_entropy(logits[:, width:].flatten(0, 1), x[:, width:].flatten())
 
 
-def left_to_right_loss(model, x: torch.Tensor, keep: torch.Tensor, width: int, mask_id: int,
-                       eos_id: int, gen: torch.Generator) -> torch.Tensor:
-    """The unshifted (LLaDA) analogue of AR training: mask the answer from a random cut to the end, so
-    the prediction at the cut is a next-token prediction from a clean left context. The cut's
-    cross-entropy is added to the mean over all masked tokens, whose far positions are blind guesses
-    that would otherwise outweigh it (a choice, not a measured gain: see docs/results/zoo.md)."""
-    B, L = x.shape
-    answer_len = (x[:, width:] != eos_id).sum(1, keepdim=True)
-    cut = width + (torch.rand(B, 1, generator=gen) * (answer_len + 1)).long().clamp_max(answer_len)
-    masked = torch.arange(L)[None] >= cut
-    logits = model(x.masked_fill(masked, mask_id), positions=row_positions(keep), attention_mask=keep).logits
-    ce = F.cross_entropy(logits.flatten(0, 1), x.flatten(), reduction="none").view(B, L)
-    return (ce.gather(1, cut).squeeze(1) + (ce * masked).sum(1) / masked.sum(1)).mean()
+def left_to_right_mask(keep: torch.Tensor, width: int) -> torch.Tensor:
+    """[B, 1, L+G, L+G] attention of the two-stream layout [prompt | clean answer | masked answer].
+
+    Prompt rows see the prompt; clean answer row i sees the prompt and clean rows <= i; masked row j sees
+    the prompt, clean rows < j and itself, so nothing it reads depends on answer tokens >= j."""
+    B, L = keep.shape
+    idx = torch.arange(L + L - width)
+    prompt, clean, noisy = idx < width, (idx >= width) & (idx < L), idx >= L
+    col = torch.where(noisy, idx - L, idx - width)  # the answer column a clean or masked row stands for
+    earlier = col[None, :] < col[:, None]  # [query, key]
+    mask = prompt[None, :].expand(len(idx), -1)  # every row reads the prompt
+    mask = mask | clean[:, None] & clean[None, :] & (earlier | (col[None, :] == col[:, None]))
+    mask = mask | noisy[:, None] & clean[None, :] & earlier
+    diagonal = torch.eye(len(idx), dtype=torch.bool)
+    real = torch.cat([keep, keep[:, width:]], 1)  # left pads of the prompt are never keys
+    return ((mask | diagonal)[None] & real[:, None, :] | diagonal[None])[:, None]
+
+
+def left_to_right_loss(model, x: torch.Tensor, keep: torch.Tensor, width: int, mask_id: int) -> torch.Tensor:
+    """The unshifted (LLaDA) analogue of AR training, teacher-forced in one forward: every answer column j
+    is predicted at a [MASK] that reads the prompt and the clean answer left of j (`left_to_right_mask`),
+    i.e. the view of left-to-right decoding at step j, with its own RoPE position. Why not a random cut:
+    a cut supervises one next-token prediction per row, this supervises all G (BD3-LM's two-stream
+    training with blocks of one token)."""
+    L = x.shape[1]
+    G = L - width
+    noisy = torch.full((x.shape[0], G), mask_id, dtype=x.dtype)
+    positions = row_positions(keep)
+    logits = model(torch.cat([x, noisy], 1), positions=torch.cat([positions, positions[:, width:]], 1),
+                   attention_mask=left_to_right_mask(keep, width)).logits[:, L:]
+    return F.cross_entropy(logits.flatten(0, 1), x[:, width:].flatten())
 
 
 def load_initial_weights(model, source: str) -> None:
@@ -257,7 +275,7 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = True) -> Path:
         if ordered and shift:
             loss = autoregressive_loss(model, x, keep, width)
         elif ordered:
-            loss = left_to_right_loss(model, x, keep, width, tokenizer.mask_token_id, tokenizer.eos_token_id, gen)
+            loss = left_to_right_loss(model, x, keep, width, tokenizer.mask_token_id)
         else:
             loss = diffusion_loss(model, x, keep, width, tokenizer.mask_token_id, shift, gen, mask_floor(cfg, step))
         opt.zero_grad(set_to_none=True)
