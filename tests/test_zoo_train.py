@@ -120,6 +120,36 @@ def test_left_to_right_loss_predicts_each_column_from_its_clean_left_context(tmp
     train(replace(MICRO, ar_warmup=2), tmp_path / "l2r")
 
 
+def test_hard_first_draws_only_hard_tasks_then_the_suite():
+    from dllm_decode.zoo.train import HARD_TASKS, curriculum_tasks
+
+    cfg = replace(MICRO, copy_warmup=2, hard_first=5)
+    assert [curriculum_tasks(cfg, s) for s in (0, 1, 2, 4, 5)] == [("copy",)] * 2 + [HARD_TASKS] * 2 + [ALL_TASKS]
+    named = replace(cfg, hard_tasks="shuffle, sort")
+    assert curriculum_tasks(named, 3) == ("shuffle", "sort") and curriculum_tasks(named, 5) == ALL_TASKS
+    for bad in ("shuffel", ""):
+        with pytest.raises(ValueError, match="hard_tasks"):
+            TrainConfig(hard_tasks=bad)  # refused at construction, even with no hard-first stage
+    from dllm_decode.zoo.card import ordered_stage_lines
+    assert "only shuffle, sort until step 5" in ordered_stage_lines({"hard_first": 5, "hard_tasks": "shuffle,sort"}, True)[0]
+
+
+def test_hard_weight_shifts_the_task_mix():
+    from collections import Counter
+
+    from dllm_decode.zoo.train import HARD_TASKS
+
+    tok = build_tokenizer()
+
+    def hard_share(hard_weight: float) -> float:
+        x, keep, _ = draw_batch(random.Random(0), tok, 600, hard_weight=hard_weight)
+        first = Counter(tok.decode(row[keep[i]][:1]) for i, row in enumerate(x))
+        return sum(first[t] for t in HARD_TASKS) / 600
+
+    # 5 hard of 10 list tasks plus 2 puzzles at half weight: 5/11 of rows at weight 1, 15/21 at weight 3
+    assert abs(hard_share(1.0) - 5 / 11) < 0.06 and abs(hard_share(3.0) - 15 / 21) < 0.06
+
+
 def test_init_from_starts_at_the_given_weights_and_rejects_another_shape(tmp_path):
     first = train(MICRO, tmp_path / "first")
     second = train(replace(MICRO, steps=1, init_from=str(first), copy_warmup=0, mask_warmup=0, lr=0.0),

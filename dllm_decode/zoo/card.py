@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from ..evals.report import markdown_table, per_task_markdown
+from .train import HARD_TASKS
 
 
 def ordered_stage_lines(cfg: dict, shifted: bool) -> list[str]:
@@ -19,8 +20,8 @@ def ordered_stage_lines(cfg: dict, shifted: bool) -> list[str]:
     if cfg.get("init_from"):
         lines.append(f"- warm start: the run begins from the weights of `{cfg['init_from']}`")
     if cfg.get("hard_first"):
-        lines.append(f"- tasks: only sort, shuffle and the random edits (`HARD_TASKS`) until step {cfg['hard_first']}, "
-                     "then the whole suite")
+        stage = cfg.get("hard_tasks", ",".join(HARD_TASKS))  # runs from before `hard_tasks` used HARD_TASKS
+        lines.append(f"- tasks: only {stage.replace(',', ', ')} until step {cfg['hard_first']}, then the whole suite")
     start, end = cfg.get("copy_warmup", 0), cfg.get("ar_warmup", 0)
     if end > start:
         lines.append(f"- autoregressive stage (Dream's recipe starts from an AR model): steps {start}-{end} train "

@@ -150,7 +150,7 @@ def load_any(name: str) -> DiffusionLM:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="+", help="zoo names or model directories")
+    parser.add_argument("models", nargs="+", help="zoo names, model directories or training checkpoints (*.pt)")
     parser.add_argument("--samples", type=int, default=64, help="shuffle answers for the lookup probe")
     parser.add_argument("--exclusion-samples", type=int, default=100, help="slots for the exclusion probe")
     parser.add_argument("--causal", action="store_true", help="ask both probes under a causal mask (AR mode)")

@@ -64,6 +64,9 @@ class TrainConfig:
     hard_weight: float = 1.0  # sampling weight of the tasks with several answers or a learned order (HARD_TASKS)
     init_from: str = ""  # a zoo name or model directory whose weights start the run (a second training stage)
 
+    def __post_init__(self) -> None:
+        stage_tasks(self.hard_tasks)  # a misspelt task fails at construction, not at step `copy_warmup`
+
 # Options that only change steps >= stop_at - anneal: a checkpoint from before then resumes under them.
 LATE_OPTIONS = ("stop_at", "anneal")
 
@@ -103,7 +106,7 @@ def curriculum_tasks(cfg: TrainConfig, step: int) -> tuple[str, ...]:  # also ta
     `hard_first`, then the whole suite."""
     if step < cfg.copy_warmup:
         return ("copy",)
-    return stage_tasks(cfg.hard_tasks) if step < cfg.hard_first else ALL_TASKS
+    return stage_tasks(cfg.hard_tasks) if step < cfg.hard_first else ALL_TASKS  # checked at construction
 
 
 def stage_tasks(names: str) -> tuple[str, ...]:
@@ -193,7 +196,7 @@ def left_to_right_mask(keep: torch.Tensor, width: int) -> torch.Tensor:
     col = torch.where(noisy, idx - L, idx - width)  # the answer column a clean or masked row stands for
     earlier = col[None, :] < col[:, None]  # [query, key]
     mask = prompt[None, :].expand(len(idx), -1)  # every row reads the prompt
-    mask = mask | clean[:, None] & clean[None, :] & (earlier | (col[None, :] == col[:, None]))
+    mask = mask | clean[:, None] & clean[None, :] & (col[None, :] <= col[:, None])
     mask = mask | noisy[:, None] & clean[None, :] & earlier
     diagonal = torch.eye(len(idx), dtype=torch.bool)
     real = torch.cat([keep, keep[:, width:]], 1)  # left pads of the prompt are never keys

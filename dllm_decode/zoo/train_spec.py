@@ -33,7 +33,8 @@ from tqdm import tqdm
 from ..models.llada import LLaDAConfig, LLaDAModelLM
 from ..models.sdar import SDARConfig, SDARForCausalLM
 from .tokenizer import build_tokenizer
-from .train import GEN_LENGTH, HARD_TASKS, curriculum_tasks, draw_batch, draw_t, export, mask_floor, row_positions
+from .train import (GEN_LENGTH, HARD_TASKS, curriculum_tasks, draw_batch, draw_t, export, mask_floor, row_positions,
+                    stage_tasks)
 
 KINDS = ("sdar", "ar", "drafter")
 
@@ -69,6 +70,7 @@ class SpecTrainConfig:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"`kind` must be one of {list(KINDS)}, got {self.kind!r}")
+        stage_tasks(self.hard_tasks)
 
 
 def build(cfg: SpecTrainConfig, tok) -> torch.nn.Module:
