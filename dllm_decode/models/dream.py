@@ -10,7 +10,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 from transformers import PretrainedConfig, PreTrainedModel
 
-from .layers import init_weights, LogitsOutput, RMSNorm, attend, build_context, default_positions, select_rows, swiglu
+from .layers import (init_weights, LogitsOutput, RMSNorm, add_residual, attend, build_context, default_positions,
+                     select_rows, swiglu)
 
 
 class DreamConfig(PretrainedConfig):
@@ -90,8 +91,8 @@ class QwenLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
     def forward(self, x: Tensor, ctx) -> Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), ctx)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        x = add_residual(x, self.self_attn(self.input_layernorm(x), ctx))
+        return add_residual(x, self.mlp(self.post_attention_layernorm(x)))
 
 
 class QwenBody(nn.Module):

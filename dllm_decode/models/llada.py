@@ -9,7 +9,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 from transformers import PretrainedConfig, PreTrainedModel
 
-from .layers import init_weights, LogitsOutput, RMSNorm, attend, build_context, default_positions, select_rows, swiglu
+from .layers import (init_weights, LogitsOutput, RMSNorm, add_residual, attend, build_context, default_positions,
+                     select_rows, swiglu)
 
 
 class LLaDAConfig(PretrainedConfig):
@@ -95,8 +96,8 @@ class LLaDABlock(nn.Module):
     def forward(self, x: Tensor, ctx) -> Tensor:
         h = self.attn_norm(x)
         h = attend(self.q_proj(h), self.k_proj(h), self.v_proj(h), self.n_heads, self.n_kv_heads, ctx, self.index)
-        x = x + self.attn_out(h)
-        return x + swiglu(self.ff_norm(x), self.ff_proj, self.up_proj, self.ff_out)
+        x = add_residual(x, self.attn_out(h))
+        return add_residual(x, swiglu(self.ff_norm(x), self.ff_proj, self.up_proj, self.ff_out))
 
 
 class LLaDAModel(nn.Module):
