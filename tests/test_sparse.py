@@ -11,6 +11,7 @@ from dllm_decode.cache import NoCache
 from dllm_decode.kernels import ATTENTION, SparseAttention
 from dllm_decode.kernels.pattern import block_importance, dense_block_mask, table_to_mask, top_blocks
 from dllm_decode.kernels.sparse import SparseBackend, pattern_steps
+from dllm_decode.kernels import sparse_torch
 from dllm_decode.kernels.sparse_torch import block_sparse_reference, gathered_attention
 from dllm_decode.models.layers import dense_attention
 
@@ -77,6 +78,36 @@ def test_gathered_attention_with_a_per_query_mask():
     assert torch.allclose(gathered_attention(q, k, v, mask, table, 8), ref, atol=1e-5, rtol=1e-5)
 
 
+def test_gathered_attention_in_chunks_equals_the_reference(monkeypatch):
+    """Query blocks are processed in cache-sized chunks; a short last chunk and a masked batch still match."""
+    q, k, v = qkv(2, 4, 2, 45, 16, seed=4)
+    mask = key_padding(2, 45, (0, 7))
+    table = top_blocks(block_importance(q, k, mask, 8), 22, 8, 0.3)
+    scores_per_block = 4 * 8 * 8 * table.shape[-1]
+    monkeypatch.setattr(sparse_torch, "_CHUNK_BYTES", 5 * scores_per_block)  # 2*4*6 = 48 blocks: 9 chunks of 5, one of 3
+    ref = block_sparse_reference(q, k, v, mask, table, 8)
+    assert torch.allclose(gathered_attention(q, k, v, mask, table, 8), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_gathered_attention_gives_rows_without_keys_zero_as_sdpa_does():
+    q, k, v = qkv(1, 2, 1, 16, 8, seed=6)
+    mask = torch.ones(1, 1, 16, 16, dtype=torch.bool)
+    mask[0, 0, 5] = False  # query 5 sees no key at all
+    table = top_blocks(block_importance(q, k, mask, 4), 8, 4, 0.5)
+    got = gathered_attention(q, k, v, mask, table, 4)
+    assert torch.allclose(got, block_sparse_reference(q, k, v, mask, table, 4), atol=1e-5, rtol=1e-5)
+    assert torch.equal(got[0, :, 5], torch.zeros(2, 8))
+
+
+def test_gathered_attention_keeps_the_input_dtype_and_scores_in_fp32():
+    q, k, v = qkv(1, 2, 2, 40, 16, seed=7)
+    table = top_blocks(block_importance(q, k, None, 8), 24, 8, 0.3)
+    got = gathered_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), None, table, 8)
+    assert got.dtype == torch.bfloat16
+    ref = block_sparse_reference(q.bfloat16().float(), k.bfloat16().float(), v.bfloat16().float(), None, table, 8)
+    assert torch.allclose(got.float(), ref, atol=1e-2)  # only the final rounding to bf16 differs
+
+
 def table_width(backend: SparseBackend) -> int:
     return backend.tables[0].shape[-1]
 
@@ -88,9 +119,10 @@ def test_workspace_is_reused_across_calls():
     backend(q, k, v, None, 0)  # the pattern step
     backend.begin(1, torch.zeros(1, dtype=torch.bool))
     first = backend(q, k, v, None, 0)
-    buffer = backend.workspace.get("k", (24 // 8 * 2 * table_width(backend), 8 * 8), q)
+    shapes = {"k": (1, 2, 24, 8), "out": (2 * 3, 8, 8), "scores": (2 * 3, 8, 8 * table_width(backend))}
+    pointers = {name: backend.workspace.get(name, shape, q).data_ptr() for name, shape in shapes.items()}
     assert torch.equal(backend(q, k, v, None, 0), first)
-    assert backend.workspace.get("k", tuple(buffer.shape), q).data_ptr() == buffer.data_ptr()
+    assert {name: backend.workspace.get(name, shape, q).data_ptr() for name, shape in shapes.items()} == pointers
 
 
 def test_backend_is_dense_before_the_pattern_step_and_follows_dropped_rows():
