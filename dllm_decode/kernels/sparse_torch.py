@@ -24,10 +24,11 @@ from ..models.layers import dense_attention
 from .pattern import dense_block_mask, num_blocks
 
 
-# fp32 scores of one chunk of query blocks; with the chunk's gathered keys and values (as large again each
-# when block = D) it stays in L3. At the benchmark shape (720 KB of scores per query block) chunks of 1, 2
-# and 4 blocks time alike and 8 is ~10% slower.
-_CHUNK_BYTES = 3 << 20
+# fp32 scores of one chunk of query blocks; the chunk's gathered keys and values are as large again each
+# when block = D. At the benchmark shape (720 KB of scores per 128-row block), in a 4-layer step: chunks of
+# 1, 2 and 4 blocks time alike on a quiet machine (734 / 720 / 718 ms), but with a neighbour streaming
+# through the shared L3, 4 is 12% slower (992 / 992 / 1114 ms); so 2.
+_CHUNK_BYTES = 3 << 19
 
 
 class Workspace:
