@@ -133,8 +133,9 @@ def test_hard_first_draws_only_hard_tasks_then_the_suite():
     from dllm_decode.zoo.card import ordered_stage_lines
     assert "only shuffle, sort until step 5" in ordered_stage_lines({"hard_first": 5, "hard_tasks": "shuffle,sort"}, True)[0]
     mixed = ordered_stage_lines({"ar_warmup": 40, "ar_mix": 0.2}, True)
-    assert "after step 40, a share 0.2" in mixed[-1] and len(mixed) == 2
+    assert "from step 40, a share 0.2" in mixed[-1] and len(mixed) == 2
     assert not any("share" in line for line in ordered_stage_lines({"ar_warmup": 40}, True))
+    assert "from step 0, a share 0.2" in ordered_stage_lines({"copy_warmup": 30, "ar_mix": 0.2}, True)[-1]
 
 
 def test_hard_weight_shifts_the_task_mix():

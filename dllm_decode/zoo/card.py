@@ -28,8 +28,8 @@ def ordered_stage_lines(cfg: dict, shifted: bool) -> list[str]:
                      "next-token prediction under a causal mask (`zoo/train.py: autoregressive_loss`)" if shifted else
                      f"- left-to-right stage: steps {start}-{end} predict every answer token at a [MASK] that reads "
                      "only the prompt and the clean answer left of it (`zoo/train.py: left_to_right_loss`)")
-    if cfg.get("ar_mix"):
-        lines.append(f"- after step {max(start, end)}, a share {cfg['ar_mix']} of the batches keeps training in "
+    if cfg.get("ar_mix"):  # train.py draws the mixed batches from step `ar_warmup` on, whatever `copy_warmup` is
+        lines.append(f"- from step {end}, a share {cfg['ar_mix']} of the batches keeps training in "
                      "left-to-right order, the rest masked diffusion (`--ar-mix`)")
     return lines
 
