@@ -175,3 +175,35 @@ def test_ar_mix_keeps_training_some_batches_left_to_right(tmp_path, monkeypatch)
                         lambda *a, **k: calls.__setitem__("diffusion", calls["diffusion"] + 1) or real_diffusion(*a, **k))
     train(replace(MICRO, steps=12, ar_warmup=2, ar_mix=0.5), tmp_path / "mix")
     assert calls["ordered"] > 2 and calls["diffusion"] > 0 and calls["ordered"] + calls["diffusion"] == 12
+
+
+def test_two_way_answers_are_valid_distinct_and_both_drawn():
+    from collections import Counter
+
+    from dllm_decode.evals.tasks import random_sample, score
+    from dllm_decode.evals.tasks.formats import answer_text
+    from dllm_decode.zoo.card import ordered_stage_lines
+    from dllm_decode.zoo.train import two_way_reference
+
+    rng = random.Random(3)
+    for task in ("shuffle", "insert_random", "remove_random", "replace_random"):
+        for length in (3, 4, 5, 6):
+            sample = random_sample(rng, task, length)
+            first, last = (two_way_reference(task, sample.data, f) for f in (True, False))
+            assert first != last, (task, length)
+            for ref in (first, last):
+                assert score(sample, answer_text(task, {"reference": ref}, "compact")) == 1.0, (task, ref)
+    for task in ("copy", "sort", "insert_index", "latin"):
+        assert two_way_reference(task, random_sample(rng, task, 4).data, True) is None
+
+    tok = build_tokenizer()
+    x, keep, width = draw_batch(random.Random(0), tok, 400, ("shuffle",), answers="two-way")
+    rotations = Counter()
+    for row, k in zip(x, keep):
+        names, answer = (part.split("]")[0].strip().split(" , ") for part in tok.decode(row[k]).split("[")[1:3])
+        rotations["left" if answer == names[1:] + names[:1] else "right" if answer == names[-1:] + names[:-1] else "?"] += 1
+    assert rotations["?"] == 0 and abs(rotations["left"] - 200) < 40, rotations
+    with pytest.raises(ValueError, match="answers"):
+        TrainConfig(answers="one-way")
+    assert "two fixed ones" in ordered_stage_lines({"answers": "two-way"}, False)[0]
+    assert ordered_stage_lines({"answers": "sampled"}, False) == []

@@ -17,6 +17,11 @@ from .train import HARD_TASKS
 def ordered_stage_lines(cfg: dict, shifted: bool) -> list[str]:
     """The card's lines for the task curriculum, the left-to-right stage and a warm start."""
     lines = []
+    if cfg.get("answers", "sampled") == "two-way":
+        lines.append("- answers: each task with several valid answers is trained on one of two fixed ones, 50/50 "
+                     "(shuffle rotates the list by one place left or right; insert/remove/replace_random act at "
+                     "the first or the last place; `zoo/train.py: two_way_reference`); evaluation still accepts "
+                     "every valid answer")
     if cfg.get("init_from"):
         lines.append(f"- warm start: the run begins from the weights of `{cfg['init_from']}`")
     if cfg.get("hard_first"):
