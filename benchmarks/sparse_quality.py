@@ -5,7 +5,7 @@
 
 The tiny models' contexts are short (prompt + 32-token canvas, about 60 tokens), so blocks of 8 tokens
 stand in for SparseD's 32-128. Decoding: LLaDA low-confidence top-k ("confidence"), gen_length 32,
-block_length 8, one token per step; score = exact-match accuracy in points (0-100) on
+block_length 8 (`--block-length`), one token per step; score = exact-match accuracy in points (0-100) on
 `make_suite("waiting-line", seed=1234, per_length=5, fmt="compact")`. Goal: sparse within 1 point.
 """
 from __future__ import annotations
@@ -35,9 +35,11 @@ def main() -> None:
     p.add_argument("--block", type=int, default=8)
     p.add_argument("--skip", type=float, default=0.2)
     p.add_argument("--batch", type=int, default=25)
+    p.add_argument("--block-length", type=int, default=8, choices=(8, 16, 32),
+                   help="decoding block (semi-autoregressive); 32 = one block over the canvas, as on the cards")
     args = p.parse_args()
     samples = make_suite("waiting-line", seed=1234, per_length=5, fmt="compact")
-    common = dict(gen_length=32, block_length=8, steps=32, chat_template=False)
+    common = dict(gen_length=32, block_length=args.block_length, steps=32, chat_template=False)
     for name in args.models:
         model = load_model(name)
         dense, t_dense = accuracy(model, Sampler("confidence", **common), samples, args.batch)
@@ -45,7 +47,7 @@ def main() -> None:
                                                    sparse_block=args.block, skip=args.skip, **common),
                                     samples, args.batch)
         print(f"{name}: {len(samples)} samples  dense {dense:5.1f}  sparse(select={args.select}, block={args.block}, "
-              f"skip={args.skip}) {sparse:5.1f}  diff {sparse - dense:+.1f} points  "
+              f"skip={args.skip}, decoding block {args.block_length}) {sparse:5.1f}  diff {sparse - dense:+.1f} points  "
               f"(time {t_dense:.0f} s vs {t_sparse:.0f} s)")
 
 
