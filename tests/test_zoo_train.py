@@ -205,5 +205,7 @@ def test_two_way_answers_are_valid_distinct_and_both_drawn():
     assert rotations["?"] == 0 and abs(rotations["left"] - 200) < 40, rotations
     with pytest.raises(ValueError, match="answers"):
         TrainConfig(answers="one-way")
+    with pytest.raises(ValueError, match="answers"):
+        draw_batch(random.Random(0), tok, 2, answers="twoway")  # not silently the sampled answers
     assert "two fixed ones" in ordered_stage_lines({"answers": "two-way"}, False)[0]
     assert ordered_stage_lines({"answers": "sampled"}, False) == []

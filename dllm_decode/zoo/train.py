@@ -71,8 +71,13 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         stage_tasks(self.hard_tasks)  # a misspelt task fails at construction, not at step `copy_warmup`
-        if self.answers not in ANSWER_STYLES:
-            raise ValueError(f"`answers` must be one of {list(ANSWER_STYLES)}, got {self.answers!r}")
+        check_answers(self.answers)
+
+
+def check_answers(answers: str) -> None:
+    if answers not in ANSWER_STYLES:
+        raise ValueError(f"`answers` must be one of {list(ANSWER_STYLES)}, got {answers!r}")
+
 
 # Options that only change steps >= stop_at - anneal: a checkpoint from before then resumes under them.
 LATE_OPTIONS = ("stop_at", "anneal")
@@ -152,22 +157,24 @@ def two_way_reference(task: str, data: dict, first: bool) -> list[str] | None:
     position-wise pattern, and the 1-2 M-parameter models never learnt them (52-57% in every recipe up to
     2026-12-03). Two answers keep what ParallelBench measures, several valid outputs whose per-position
     marginals mix when decoded in parallel, while making each one a positional copy: shuffle rotates
-    the list by one (left or right), the random edits act at its first or last place."""
-    names = data.get("names")
+    the list by one (left or right), the random edits act at its first or last place. Measured: it does
+    not help (50.5% / 51.0% for LLaDA / Dream, docs/results/zoo.md); kept so that run can be repeated."""
+    if task not in ("shuffle", "insert_random", "remove_random", "replace_random"):
+        return None
+    names = data["names"]
     if task == "shuffle":
         return names[1:] + names[:1] if first else names[-1:] + names[:-1]
     if task == "insert_random":
         return [data["item"], *names] if first else [*names, data["item"]]
     if task == "remove_random":
         return names[1:] if first else names[:-1]
-    if task == "replace_random":
-        return [data["item"], *names[1:]] if first else [*names[:-1], data["item"]]
-    return None
+    return [data["item"], *names[1:]] if first else [*names[:-1], data["item"]]  # replace_random
 
 
 def draw_batch(rng: random.Random, tokenizer, batch_size: int, tasks: tuple[str, ...] = ALL_TASKS,
                hard_weight: float = 1.0, answers: str = "sampled") -> tuple[torch.Tensor, torch.Tensor, int]:
     """Left-padded [prompt | answer + EOS fill] rows, the attention mask, and the padded prompt width."""
+    check_answers(answers)
     weights = [task_weight(t, hard_weight) for t in tasks]
     prompts, answer_rows = [], []
     for _ in range(batch_size):
