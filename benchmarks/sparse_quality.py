@@ -15,7 +15,10 @@ import time
 
 from dllm_decode import Sampler, load_model
 from dllm_decode.evals.tasks import make_suite, score
+from dllm_decode.kernels.pattern import num_blocks, top_blocks
 from dllm_decode.models.adapter import DiffusionLM
+
+import torch
 
 
 def accuracy(model: DiffusionLM, sampler: Sampler, samples: list, batch: int) -> tuple[float, float]:
@@ -26,6 +29,20 @@ def accuracy(model: DiffusionLM, sampler: Sampler, samples: list, batch: int) ->
         result = sampler.generate(model, [s.prompt for s in chunk])
         hits += sum(score(s, text) for s, text in zip(chunk, result.text))
     return 100 * hits / len(samples), time.perf_counter() - start
+
+
+def kept_share(model: DiffusionLM, prompts: list[str], batch: int, block: int, select: float, gen: int) -> float:
+    """Mean share of key blocks each query block keeps after the pattern step, over the decoded batches.
+
+    Batches are left-padded to their longest prompt, so the prompt segment counts that prompt's blocks;
+    the count K comes from `top_blocks` itself (importance ties do not change how many are kept).
+    """
+    shares = []
+    for i in range(0, len(prompts), batch):
+        width = max(len(model.tokenizer(p)["input_ids"]) for p in prompts[i:i + batch])
+        n_keys = num_blocks(width + gen, block)
+        shares.append(top_blocks(torch.zeros(1, 1, 1, n_keys), width, block, select).shape[-1] / n_keys)
+    return sum(shares) / len(shares)
 
 
 def main() -> None:
@@ -46,9 +63,10 @@ def main() -> None:
         sparse, t_sparse = accuracy(model, Sampler("confidence", attention="sparse", select=args.select,
                                                    sparse_block=args.block, skip=args.skip, **common),
                                     samples, args.batch)
+        kept = kept_share(model, [s.prompt for s in samples], args.batch, args.block, args.select, common["gen_length"])
         print(f"{name}: {len(samples)} samples  dense {dense:5.1f}  sparse(select={args.select}, block={args.block}, "
               f"skip={args.skip}, decoding block {args.block_length}) {sparse:5.1f}  diff {sparse - dense:+.1f} points  "
-              f"(time {t_dense:.0f} s vs {t_sparse:.0f} s)")
+              f"key blocks kept {kept:.0%}  (time {t_dense:.0f} s vs {t_sparse:.0f} s)")
 
 
 if __name__ == "__main__":
