@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import time
 
+import torch
+
 from dllm_decode import Sampler, load_model
 from dllm_decode.evals.tasks import make_suite, score
 from dllm_decode.kernels.pattern import num_blocks, top_blocks
 from dllm_decode.models.adapter import DiffusionLM
-
-import torch
 
 
 def accuracy(model: DiffusionLM, sampler: Sampler, samples: list, batch: int) -> tuple[float, float]:
