@@ -3,7 +3,7 @@
     python benchmarks/sparse_quality.py                        # tiny-llada, select 0.5, block 8
     python benchmarks/sparse_quality.py --models tiny-llada tiny-dream --select 0.3
 
-The tiny models' contexts are short (prompt + 32-token canvas, about 60 tokens), so blocks of 8 tokens
+The tiny models' contexts are short (11-23-token prompt + 32-token canvas), so blocks of 8 tokens
 stand in for SparseD's 32-128. Decoding: LLaDA low-confidence top-k ("confidence"), gen_length 32,
 block_length 8 (`--block-length`), one token per step; score = exact-match accuracy in points (0-100) on
 `make_suite("waiting-line", seed=1234, per_length=5, fmt="compact")`. Goal: sparse within 1 point.
@@ -19,6 +19,7 @@ from dllm_decode import Sampler, load_model
 from dllm_decode.evals.tasks import make_suite, score
 from dllm_decode.kernels.pattern import num_blocks, top_blocks
 from dllm_decode.models.adapter import DiffusionLM
+from dllm_decode.prompts import encode_prompts
 
 
 def accuracy(model: DiffusionLM, sampler: Sampler, samples: list, batch: int) -> tuple[float, float]:
@@ -37,9 +38,10 @@ def kept_share(model: DiffusionLM, prompts: list[str], batch: int, block: int, s
     Batches are left-padded to their longest prompt, so the prompt segment counts that prompt's blocks;
     the count K comes from `top_blocks` itself (importance ties do not change how many are kept).
     """
+    lengths = [len(ids) for ids in encode_prompts(model, prompts, chat_template=False)]  # as the Sampler encodes them
     shares = []
     for i in range(0, len(prompts), batch):
-        width = max(len(model.tokenizer(p)["input_ids"]) for p in prompts[i:i + batch])
+        width = max(lengths[i:i + batch])
         n_keys = num_blocks(width + gen, block)
         shares.append(top_blocks(torch.zeros(1, 1, 1, n_keys), width, block, select).shape[-1] / n_keys)
     return sum(shares) / len(shares)
