@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from dllm_decode.evals.tasks import ALL_TASKS
 from dllm_decode.zoo.tokenizer import build_tokenizer
-from dllm_decode.zoo.train import TrainConfig, diffusion_loss, draw_batch, mask_floor, train
+from dllm_decode.zoo.train import GEN_LENGTH, TrainConfig, diffusion_loss, draw_batch, mask_floor, train
 
 MICRO = TrainConfig(d_model=32, n_layers=1, n_heads=2, n_kv_heads=2, mlp=64, steps=4, batch_size=4, warmup=2,
                     save_every=2, copy_warmup=2, mask_warmup=4)
@@ -47,6 +47,63 @@ def test_copy_curriculum_and_full_masking():
     diffusion_loss(Spy(), x, keep, width, tok.mask_token_id, 0, torch.Generator().manual_seed(0), floor=1.0)
     assert torch.equal(seen["ids"][:, :width], x[:, :width]), "the prompt is never masked"
     assert (seen["ids"][:, width:] == tok.mask_token_id).all(), "floor 1: the whole answer is masked"
+
+
+class LossSpy(torch.nn.Module):
+    """Records the noisy ids and returns uniform logits (cross-entropy log V at every token)."""
+    def __init__(self, vocab: int):
+        super().__init__()
+        self.vocab, self.ids = vocab, None
+
+    def forward(self, ids, positions=None, attention_mask=None):
+        self.ids = ids
+        return type("Out", (), {"logits": torch.zeros(*ids.shape, self.vocab, requires_grad=True)})()
+
+
+def test_blocked_rows_show_clean_prefix_partial_block_masked_rest():
+    tok = build_tokenizer()
+    x, keep, width = draw_batch(random.Random(1), tok, 64)
+    spy = LossSpy(len(tok))
+    diffusion_loss(spy, x, keep, width, tok.mask_token_id, 0, torch.Generator().manual_seed(3), 0.0,
+                   block_mix=1.0, block_sizes=(4, 8))
+    answer = spy.ids[:, width:] == tok.mask_token_id
+    assert torch.equal(spy.ids[:, :width], x[:, :width]), "the prompt is never masked"
+    def fits_a_block(row: torch.Tensor) -> bool:  # clean before some aligned block, all masked after it
+        return any(not row[:s].any() and row[s + b:].all()
+                   for b in (4, 8) for s in range(0, GEN_LENGTH, b))
+    assert all(fits_a_block(row) for row in answer)
+    assert answer.float().mean() > 0.3 and not answer.all(), "the draw covers partial blocks"
+
+
+def test_blocked_loss_counts_the_current_block_per_token():
+    """Uniform logits give ce = log V at every scored token: the loss tells which tokens were scored."""
+    tok = build_tokenizer()
+    x, keep, width = draw_batch(random.Random(2), tok, 32)
+    spy, log_v = LossSpy(len(tok)), torch.log(torch.tensor(float(len(tok))))
+    gen = torch.Generator().manual_seed(5)
+    whole = diffusion_loss(spy, x, keep, width, tok.mask_token_id, 0, gen, floor=1.0)
+    assert torch.isclose(whole, log_v), "floor 1: every canvas token scored, per canvas token, weight 1"
+    blocked = diffusion_loss(spy, x, keep, width, tok.mask_token_id, 0, torch.Generator().manual_seed(5), 1.0,
+                             block_mix=1.0, block_sizes=(8,))
+    assert torch.isclose(blocked, log_v), "t = 1: the whole current block scored, per block token; the masked rest not"
+
+
+@pytest.mark.parametrize("bad", [dict(block_mix=1.5), dict(block_sizes="5"), dict(block_sizes="a,8"),
+                                 dict(block_sizes="")])
+def test_block_options_are_checked(bad):
+    with pytest.raises(ValueError):
+        TrainConfig(**bad)
+
+
+def test_block_mix_zero_keeps_the_data_stream():
+    """Recipes without blocked rows draw no extra random numbers: shipped commands reproduce."""
+    tok = build_tokenizer()
+    x, keep, width = draw_batch(random.Random(4), tok, 8)
+    spy = LossSpy(len(tok))
+    a = diffusion_loss(spy, x, keep, width, tok.mask_token_id, 0, torch.Generator().manual_seed(6), 0.0)
+    ids_a = spy.ids
+    b = diffusion_loss(spy, x, keep, width, tok.mask_token_id, 0, torch.Generator().manual_seed(6), 0.0, block_mix=0.0)
+    assert torch.equal(ids_a, spy.ids) and torch.equal(a, b)
 
 
 def weights(path) -> dict[str, torch.Tensor]:

@@ -68,10 +68,26 @@ class TrainConfig:
     hard_weight: float = 1.0  # sampling weight of the tasks with several answers or a learned order (HARD_TASKS)
     init_from: str = ""  # a zoo name or model directory whose weights start the run (a second training stage)
     answers: str = "sampled"  # one of ANSWER_STYLES: the answer distribution of the tasks with several answers
+    block_mix: float = 0.0  # once the mask floor is below 1, this share of rows is masked as in blocked decoding
+    block_sizes: str = "4,8,16"  # comma-separated block lengths those rows draw from (each divides the canvas)
 
     def __post_init__(self) -> None:
         stage_tasks(self.hard_tasks)  # a misspelt task fails at construction, not at step `copy_warmup`
         check_answers(self.answers)
+        if not 0.0 <= self.block_mix <= 1.0:
+            raise ValueError(f"`block_mix` must be in [0, 1], got {self.block_mix}")
+        parse_block_sizes(self.block_sizes)
+
+
+def parse_block_sizes(sizes: str) -> tuple[int, ...]:
+    """Block lengths of `block_mix` rows; each must divide the canvas so blocks tile it as at decoding."""
+    try:
+        values = tuple(int(v) for v in sizes.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or any(v <= 0 or GEN_LENGTH % v for v in values):
+        raise ValueError(f"`block_sizes` must be comma-separated divisors of the canvas ({GEN_LENGTH}), got {sizes!r}")
+    return values
 
 
 def check_answers(answers: str) -> None:
@@ -196,19 +212,51 @@ def row_positions(keep: torch.Tensor) -> torch.Tensor:
     return (keep.long().cumsum(1) - 1).clamp_min(0)
 
 
+def blocked_rows(batch: int, gen: torch.Generator, share: float, sizes: tuple[int, ...]
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Which rows are masked as in blocked decoding, and each row's current block as [start, end) columns.
+
+    Why: semi-autoregressive decoding shows the model a clean answer prefix, a partly masked block and a
+    fully masked rest; whole-canvas masks (t ~ U(0, 1) per token) almost never draw that view, and the
+    2026-12-02 tiny-llada, trained on them only, scores 36% in blocks of 8 against 53% in one block.
+    This is block diffusion's training view (BD3-LM) kept bidirectional: the later blocks stay visible
+    as [MASK]s, as they are at decoding time."""
+    chosen = torch.rand(batch, generator=gen) < share
+    size = torch.tensor(sizes)[torch.randint(len(sizes), (batch,), generator=gen)]
+    start = (torch.rand(batch, generator=gen) * (GEN_LENGTH // size)).long() * size
+    return chosen, start, start + size
+
+
 def diffusion_loss(model, x: torch.Tensor, keep: torch.Tensor, width: int, mask_id: int, shift: int,
-                   gen: torch.Generator, floor: float = 0.0) -> torch.Tensor:
-    """1/t-weighted masked cross-entropy with t ~ U(max(floor, 1e-3), 1) per row."""
+                   gen: torch.Generator, floor: float = 0.0, block_mix: float = 0.0,
+                   block_sizes: tuple[int, ...] = (8,)) -> torch.Tensor:
+    """1/t-weighted masked cross-entropy with t ~ U(max(floor, 1e-3), 1) per row.
+
+    With `block_mix`, that share of rows keeps the answer before its current block clean, masks the
+    block's tokens with probability t and every later token; their loss is the block's (the tokens the
+    decoder would commit there), per block token, as the other rows' is per canvas token."""
     B, L = x.shape
     t = draw_t(B, gen, floor)
     masked = torch.zeros_like(keep)
     masked[:, width:] = torch.rand(B, L - width, generator=gen) < t
+    scored, per_token = masked, torch.full((B, 1), float(GEN_LENGTH))
+    if block_mix > 0:
+        chosen, start, end = blocked_rows(B, gen, block_mix, block_sizes)
+        column = torch.arange(L - width)
+        current = (column >= start[:, None]) & (column < end[:, None])
+        answer = masked[:, width:]
+        blocked = (answer & current) | (column >= end[:, None])
+        masked = masked.clone()
+        masked[:, width:] = torch.where(chosen[:, None], blocked, answer)
+        scored = masked.clone()
+        scored[:, width:] &= ~chosen[:, None] | current
+        per_token = torch.where(chosen, (end - start).float(), float(GEN_LENGTH))[:, None]
     noisy = x.masked_fill(masked, mask_id)
     logits = model(noisy, positions=row_positions(keep), attention_mask=keep).logits
     if shift:
         logits = shift_logits(logits)
     ce = F.cross_entropy(logits.flatten(0, 1), x.flatten(), reduction="none").view(B, L)
-    return ((ce * masked / t).sum(1) / GEN_LENGTH).mean()
+    return ((ce * scored / t).sum(1, keepdim=True) / per_token).mean()
 
 
 def autoregressive_loss(model, x: torch.Tensor, keep: torch.Tensor, width: int) -> torch.Tensor:
@@ -318,7 +366,9 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = True) -> Path:
         elif ordered:
             loss = left_to_right_loss(model, x, keep, width, tokenizer.mask_token_id)
         else:
-            loss = diffusion_loss(model, x, keep, width, tokenizer.mask_token_id, shift, gen, mask_floor(cfg, step))
+            floor = mask_floor(cfg, step)  # blocked rows start once answers may be partly visible
+            loss = diffusion_loss(model, x, keep, width, tokenizer.mask_token_id, shift, gen, floor,
+                                  cfg.block_mix if floor < 1 else 0.0, parse_block_sizes(cfg.block_sizes))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
