@@ -193,6 +193,8 @@ def test_hard_first_draws_only_hard_tasks_then_the_suite():
     assert "from step 40, a share 0.2" in mixed[-1] and len(mixed) == 2
     assert not any("share" in line for line in ordered_stage_lines({"ar_warmup": 40}, True))
     assert "from step 0, a share 0.2" in ordered_stage_lines({"copy_warmup": 30, "ar_mix": 0.2}, True)[-1]
+    assert "blocks of 4, 8" in ordered_stage_lines({"block_mix": 0.5, "block_sizes": "4,8"}, False)[0]
+    assert not ordered_stage_lines({"block_mix": 0.0}, False)
 
 
 def test_hard_weight_shifts_the_task_mix():

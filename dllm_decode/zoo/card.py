@@ -36,6 +36,11 @@ def ordered_stage_lines(cfg: dict, shifted: bool) -> list[str]:
     if cfg.get("ar_mix"):  # train.py draws the mixed batches from step `ar_warmup` on, whatever `copy_warmup` is
         lines.append(f"- from step {end}, a share {cfg['ar_mix']} of the batches keeps training in "
                      "left-to-right order, the rest masked diffusion (`--ar-mix`)")
+    if cfg.get("block_mix"):
+        lines.append(f"- blocked rows: once the masking floor is below 1, a share {cfg['block_mix']} of the rows is "
+                     f"masked as in blocked decoding (blocks of {cfg.get('block_sizes', '4,8,16').replace(',', ', ')}: "
+                     "the answer before the current block clean, the block masked with probability t, the rest "
+                     "masked; loss on the block; `zoo/train.py: blocked_rows`)")
     return lines
 
 
