@@ -2,7 +2,7 @@
 
     from dllm_decode import Sampler, load_model
     model = load_model("tiny-llada")
-    print(Sampler("threshold", threshold=0.9).generate(model, "reverse [ Ann Lee , Bob Ray ]").text)
+    print(Sampler("threshold", threshold=0.9, gen_length=32).generate(model, "reverse [ Gemma Murray , Gavin Turner , Eleanor Jenkins ]").text)
 """
 from .api import Sampler
 from .models import DiffusionLM, load_model, wrap

@@ -1,6 +1,6 @@
 """`dllm-decode`: generate, list samplers, run an eval grid, and report on a run directory.
 
-    dllm-decode generate --model tiny-llada --sampler threshold --option threshold=0.9 "reverse [ Ann Lee ]"
+    dllm-decode generate --model tiny-llada --sampler threshold --option threshold=0.9 --option gen_length=32 "reverse [ Gemma Murray , Gavin Turner , Eleanor Jenkins ]"
     dllm-decode samplers
     dllm-decode eval --model tiny-llada --preset quick
     dllm-decode eval --model tiny-llada --suite waiting-line --samplers confidence:k=1,2,4,8 \

@@ -1,6 +1,7 @@
 """Turn what a user passes as a prompt into a list of 1-D token tensors on the model's device."""
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -20,8 +21,24 @@ def encode_text(model: DiffusionLM, text: str, chat_template: bool | None) -> li
     if has_template and chat_template is not False:
         ids = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
                                       tokenize=True)
-        return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
-    return tok(text, add_special_tokens=False).input_ids
+        ids = list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+    else:
+        ids = tok(text, add_special_tokens=False).input_ids
+    warn_unknown_words(model, text, ids)
+    return ids
+
+
+def warn_unknown_words(model: DiffusionLM, text: str, ids: list[int]) -> None:
+    """Say when a prompt lost words to the unknown token. Why: the zoo's word-level tokenizers know only
+    their task suite's vocabulary, and a prompt with unknown names decodes to confident nonsense; BPE
+    tokenizers of real checkpoints never emit it, so they are not affected."""
+    unk = getattr(model.tokenizer, "unk_token_id", None)
+    if unk is None or unk not in ids:
+        return
+    count = sum(i == unk for i in ids)
+    warnings.warn(f"{count} token(s) of the prompt {text[:60]!r} are outside the vocabulary of {model.name}'s "
+                  f"tokenizer and became {model.tokenizer.unk_token!r}; the output will not be meaningful (the tiny "
+                  "zoo models know only the names and words of their task suite)", UserWarning, stacklevel=6)  # the caller of Sampler.generate (no_grad adds a frame)
 
 
 def encode_prompts(model: DiffusionLM, prompt: Any, chat_template: bool | None) -> list[Tensor]:

@@ -13,10 +13,10 @@ from tests.evals_helpers import tiny_model_dir  # noqa: F401
 def test_generate_prints_text_and_accounting(tiny_model_dir, capsys):
     args = ["generate", "--model", str(tiny_model_dir), "--sampler", "confidence", "-o", "gen_length=16",
             "-o", "steps=8", "--threads", "1"]
-    assert main([*args, "copy [ Ann Lee ]", "reverse [ Ann Lee , Bob Ray ]"]) == 0
+    assert main([*args, "copy [ Gemma Murray ]", "reverse [ Gemma Murray , Gavin Turner ]"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("[0] ") and "\n[1] " in out and "nfe=8" in out and "tokens_per_forward=2.0" in out
-    assert main([*args, "--json", "copy [ Ann Lee ]"]) == 0
+    assert main([*args, "--json", "copy [ Gemma Murray ]"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["nfe"] == 8 and data["config"]["steps"] == 8 and len(data["text"]) == 1
 

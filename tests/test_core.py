@@ -234,3 +234,17 @@ def test_head_on_masked_columns_only_changes_no_token(any_model, ragged_prompts,
     seen.handle.remove()
     assert torch.equal(compact.canvas, full.canvas) and compact.nfe == full.nfe
     assert set(seen.widths) == {8} and max(compact_widths) <= 8 and min(compact_widths) < 8
+
+
+def test_words_outside_the_vocabulary_warn_at_the_callers_line():
+    import warnings
+
+    from dllm_decode import load_model
+    model = load_model("tiny-llada")
+    sampler = Sampler("threshold", gen_length=32)
+    with pytest.warns(UserWarning, match="5 token\\(s\\) .* outside the vocabulary") as caught:
+        sampler.generate(model, "reverse [ Ann Lee , Bob Ray , Cid Poe ]")  # Ann, Bob, Ray, Cid, Poe: unknown
+    assert caught[0].filename == __file__
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # names of the task suite: no warning
+        sampler.generate(model, "reverse [ Gemma Murray , Gavin Turner , Eleanor Jenkins ]")

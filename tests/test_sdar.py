@@ -136,7 +136,7 @@ def test_sdar_rejects_a_kv_cache(sdar):
 @pytest.mark.skipif("tiny-sdar" not in zoo_names(), reason="tiny-sdar not in the zoo yet")
 def test_s2d2_on_tiny_sdar_equals_its_ar_mode():
     model = load_model("tiny-sdar")
-    prompts = ["reverse [ Ann Lee , Bob Ray , Cy Day ]", "sort [ Zed Ash , Amy Fox ]"]
+    prompts = ["reverse [ Gemma Murray , Gavin Turner , Eleanor Jenkins ]", "sort [ Edgar Smith , Isabel Soto ]"]
     ar = Sampler("confidence", gen_length=32, block_length=1).generate(with_block_size(model, 1), prompts)
     out = Sampler("s2d2", gen_length=32, route="always").generate(model, prompts)
     assert torch.equal(out.canvas, ar.canvas)

@@ -101,7 +101,7 @@ def test_ssd_equals_stepwise_on_the_zoo_models(name):
     if name not in zoo_names():
         pytest.skip(f"{name} is not in the zoo yet")
     model = load_model(name)
-    prompts = ["reverse [ Ann Lee , Bob Ray , Cy Day ]", "sort [ Zed Ash , Amy Fox ]"]
+    prompts = ["reverse [ Gemma Murray , Gavin Turner , Eleanor Jenkins ]", "sort [ Edgar Smith , Isabel Soto ]"]
     reference = Sampler("confidence", gen_length=32, block_length=8).generate(model, prompts)
     out = Sampler("ssd", gen_length=32, block_length=8, draft_length=4).generate(model, prompts)
     assert torch.equal(out.canvas, reference.canvas)
@@ -193,7 +193,7 @@ def test_deer_on_the_zoo_equals_tiny_ar_greedy():
     from dllm_decode.speculative import load_causal_lm
 
     target = load_causal_lm("tiny-ar")
-    prompts = ["reverse [ Ann Lee , Bob Ray , Cy Day ]", "sort [ Zed Ash , Amy Fox ]"]
+    prompts = ["reverse [ Gemma Murray , Gavin Turner , Eleanor Jenkins ]", "sort [ Edgar Smith , Isabel Soto ]"]
     out = Sampler("deer", drafter="tiny-deer-drafter", draft_length=8, gen_length=32).generate(target, prompts)
     eos = target.eos_ids[0]
     for row, text in zip(out.ids, prompts):
