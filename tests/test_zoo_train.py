@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from dllm_decode.evals.tasks import ALL_TASKS
 from dllm_decode.zoo.tokenizer import build_tokenizer
-from dllm_decode.zoo.train import GEN_LENGTH, TrainConfig, diffusion_loss, draw_batch, mask_floor, train
+from dllm_decode.zoo.train import GEN_LENGTH, TrainConfig, diffusion_loss, draw_batch, draw_t, mask_floor, train
 
 MICRO = TrainConfig(d_model=32, n_layers=1, n_heads=2, n_kv_heads=2, mlp=64, steps=4, batch_size=4, warmup=2,
                     save_every=2, copy_warmup=2, mask_warmup=4)
@@ -32,23 +32,6 @@ def test_mask_floor_holds_then_falls_to_zero():
     assert mask_floor(TrainConfig(mask_warmup=0), 0) == 0.0
 
 
-def test_copy_curriculum_and_full_masking():
-    tok = build_tokenizer()
-    x, keep, width = draw_batch(random.Random(0), tok, 8, ("copy",))
-    assert all(tok.decode(row[keep[i]][:1]) == "copy" for i, row in enumerate(x))
-
-    seen = {}
-
-    class Spy(torch.nn.Module):
-        def forward(self, ids, positions=None, attention_mask=None):
-            seen["ids"] = ids
-            return type("Out", (), {"logits": torch.zeros(*ids.shape, len(tok), requires_grad=True)})()
-
-    diffusion_loss(Spy(), x, keep, width, tok.mask_token_id, 0, torch.Generator().manual_seed(0), floor=1.0)
-    assert torch.equal(seen["ids"][:, :width], x[:, :width]), "the prompt is never masked"
-    assert (seen["ids"][:, width:] == tok.mask_token_id).all(), "floor 1: the whole answer is masked"
-
-
 class LossSpy(torch.nn.Module):
     """Records the noisy ids and returns uniform logits (cross-entropy log V at every token)."""
     def __init__(self, vocab: int):
@@ -58,6 +41,16 @@ class LossSpy(torch.nn.Module):
     def forward(self, ids, positions=None, attention_mask=None):
         self.ids = ids
         return type("Out", (), {"logits": torch.zeros(*ids.shape, self.vocab, requires_grad=True)})()
+
+
+def test_copy_curriculum_and_full_masking():
+    tok = build_tokenizer()
+    x, keep, width = draw_batch(random.Random(0), tok, 8, ("copy",))
+    assert all(tok.decode(row[keep[i]][:1]) == "copy" for i, row in enumerate(x))
+    spy = LossSpy(len(tok))
+    diffusion_loss(spy, x, keep, width, tok.mask_token_id, 0, torch.Generator().manual_seed(0), floor=1.0)
+    assert torch.equal(spy.ids[:, :width], x[:, :width]), "the prompt is never masked"
+    assert (spy.ids[:, width:] == tok.mask_token_id).all(), "floor 1: the whole answer is masked"
 
 
 def test_blocked_rows_show_clean_prefix_partial_block_masked_rest():
@@ -96,14 +89,21 @@ def test_block_options_are_checked(bad):
 
 
 def test_block_mix_zero_keeps_the_data_stream():
-    """Recipes without blocked rows draw no extra random numbers: shipped commands reproduce."""
+    """Recipes without blocked rows draw exactly the whole-canvas mask's random numbers, so shipped commands
+    reproduce; blocked rows draw more."""
     tok = build_tokenizer()
     x, keep, width = draw_batch(random.Random(4), tok, 8)
+    B, G = x.shape[0], x.shape[1] - width
+    reference = torch.Generator().manual_seed(6)
+    t = draw_t(B, reference)
+    expected = torch.rand(B, G, generator=reference) < t
     spy = LossSpy(len(tok))
-    a = diffusion_loss(spy, x, keep, width, tok.mask_token_id, 0, torch.Generator().manual_seed(6), 0.0)
-    ids_a = spy.ids
-    b = diffusion_loss(spy, x, keep, width, tok.mask_token_id, 0, torch.Generator().manual_seed(6), 0.0, block_mix=0.0)
-    assert torch.equal(ids_a, spy.ids) and torch.equal(a, b)
+    for mix, extra_draws in ((0.0, False), (1.0, True)):
+        gen = torch.Generator().manual_seed(6)
+        diffusion_loss(spy, x, keep, width, tok.mask_token_id, 0, gen, 0.0, block_mix=mix)
+        assert torch.equal(gen.get_state(), reference.get_state()) != extra_draws
+        if not extra_draws:
+            assert torch.equal(spy.ids[:, width:] == tok.mask_token_id, expected)
 
 
 def weights(path) -> dict[str, torch.Tensor]:

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from ..evals.report import markdown_table, per_task_markdown
-from .train import HARD_TASKS
+from .train import HARD_TASKS, TrainConfig
 
 
 def ordered_stage_lines(cfg: dict, shifted: bool) -> list[str]:
@@ -38,7 +38,7 @@ def ordered_stage_lines(cfg: dict, shifted: bool) -> list[str]:
                      "left-to-right order, the rest masked diffusion (`--ar-mix`)")
     if cfg.get("block_mix"):
         lines.append(f"- blocked rows: once the masking floor is below 1, a share {cfg['block_mix']} of the rows is "
-                     f"masked as in blocked decoding (blocks of {cfg.get('block_sizes', '4,8,16').replace(',', ', ')}: "
+                     f"masked as in blocked decoding (blocks of {cfg.get('block_sizes', TrainConfig.block_sizes).replace(',', ', ')}: "
                      "the answer before the current block clean, the block masked with probability t, the rest "
                      "masked; loss on the block; `zoo/train.py: blocked_rows`)")
     return lines

@@ -246,8 +246,7 @@ def diffusion_loss(model, x: torch.Tensor, keep: torch.Tensor, width: int, mask_
         current = (column >= start[:, None]) & (column < end[:, None])
         answer = masked[:, width:]
         blocked = (answer & current) | (column >= end[:, None])
-        masked = masked.clone()
-        masked[:, width:] = torch.where(chosen[:, None], blocked, answer)
+        masked[:, width:] = torch.where(chosen[:, None], blocked, answer)  # `where` reads `answer` first
         scored = masked.clone()
         scored[:, width:] &= ~chosen[:, None] | current
         per_token = torch.where(chosen, (end - start).float(), float(GEN_LENGTH))[:, None]
@@ -353,6 +352,7 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = True) -> Path:
     shift = 1 if cfg.arch == "dream" else 0
     model.train()
     end = cfg.stop_at or cfg.steps
+    block_sizes = parse_block_sizes(cfg.block_sizes)
     bar = tqdm(total=end, initial=step, desc=f"train {cfg.arch}", unit="step")
     start = time.perf_counter() - elapsed
     while step < end:
@@ -368,7 +368,7 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = True) -> Path:
         else:
             floor = mask_floor(cfg, step)  # blocked rows start once answers may be partly visible
             loss = diffusion_loss(model, x, keep, width, tokenizer.mask_token_id, shift, gen, floor,
-                                  cfg.block_mix if floor < 1 else 0.0, parse_block_sizes(cfg.block_sizes))
+                                  cfg.block_mix if floor < 1 else 0.0, block_sizes)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
