@@ -23,7 +23,7 @@ from dllm_decode.kernels.pattern import block_importance, num_blocks, top_blocks
 from dllm_decode.kernels.sparse import SparseBackend
 from dllm_decode.kernels.sparse_torch import Workspace, gathered_attention
 from dllm_decode.models import LLaDAConfig, LLaDAModelLM
-from dllm_decode.models.layers import dense_attention
+from dllm_decode.kernels.dense import dense_attention
 
 
 def best(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, tuple[float, float]]:

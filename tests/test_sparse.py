@@ -13,7 +13,7 @@ from dllm_decode.kernels.pattern import block_importance, dense_block_mask, tabl
 from dllm_decode.kernels.sparse import SparseBackend, pattern_steps
 from dllm_decode.kernels import sparse_torch
 from dllm_decode.kernels.sparse_torch import block_sparse_reference, gathered_attention
-from dllm_decode.models.layers import dense_attention
+from dllm_decode.kernels.dense import dense_attention
 
 
 def qkv(B: int, H: int, G: int, L: int, D: int, seed: int = 0) -> tuple[torch.Tensor, ...]:

@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Callable, ClassVar
 import torch
 from torch import Tensor
 
-from ..models.layers import dense_attention
 from ..state import DecodeState
 from .base import AttentionStrategy
+from .dense import dense_attention
 from .pattern import block_importance, top_blocks
 from .sparse_torch import Workspace, gathered_attention
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..models.layers import dense_attention
+from .dense import dense_attention
 from .pattern import dense_block_mask, num_blocks
 
 

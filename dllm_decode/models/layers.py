@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..kernels.dense import AttentionBackend, dense_attention
+
 
 def fresh_is_writable() -> bool:
     """True when no autograd graph is being recorded, so a tensor this code just made may be overwritten.
@@ -81,12 +83,6 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return out.to(x.dtype)
 
 
-class AttentionBackend(Protocol):
-    """How attention is computed; `kernels/` holds the implementations (dense SDPA, sparse)."""
-
-    def __call__(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, layer: int) -> Tensor: ...
-
-
 class KVStore(Protocol):
     """What attention needs from a cache: write this forward's K/V rows, get back the keys to attend."""
 
@@ -102,15 +98,6 @@ class ForwardContext:
     mask: Tensor | None  # bool [B, 1|H, L, S], True = attend; None = attend everything
     cache: KVStore | None
     backend: AttentionBackend
-
-
-def dense_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, layer: int = 0) -> Tensor:
-    """SDPA with grouped-query heads; q [B, H, L, D], k/v [B, G, S, D] -> [B, H, L, D]."""
-    groups = q.shape[1] // k.shape[1]
-    if groups > 1:
-        k = k.repeat_interleave(groups, dim=1)
-        v = v.repeat_interleave(groups, dim=1)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, n_heads: int, n_kv_heads: int, ctx: ForwardContext, layer: int) -> Tensor:
