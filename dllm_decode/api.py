@@ -13,11 +13,12 @@ from typing import Any
 
 import torch
 
+from . import loop, speculative  # noqa: F401 - register the loops (`denoise`; `ssd`, `s2d2`, `deer`) and presets
 from .cache import CACHES
 from .components import Component, pick
 from .config import DecodeConfig
 from .kernels import ATTENTION
-from .loop import LOOPS, DecodePlan
+from .plan import LOOPS, DecodePlan
 from .models.adapter import DiffusionLM
 from .prompts import encode_prompts
 from .result import GenerationResult, build_result

@@ -3,15 +3,20 @@
 A component is a frozen dataclass of its options. `Sampler` routes each user option to the one
 component that declares it, injects the shared `DecodeConfig` fields a component names in
 `config_fields`, and lets every component veto combinations it cannot serve in `check`.
+
+Each axis keeps one `Registry` (name -> class) beside its base class; its members register
+themselves explicitly with `@REGISTRY.register`, and the axis package imports every member module
+by name, so a member that fails to import fails loudly. Components see the composed plan and the
+model through the two protocols below, not through `plan.py` or `models/`, so that every module a
+plan is built from sits below `plan.py` in the import graph (no cycles, see `docs/architecture.md`).
 """
 from __future__ import annotations
 
 from dataclasses import fields, is_dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from .config import DecodeConfig
-    from .loop import DecodePlan
 
 
 class Component:
@@ -29,11 +34,73 @@ class Component:
     def build(cls, config: "DecodeConfig", options: dict[str, Any]) -> "Component":
         return cls(**{name: getattr(config, name) for name in cls.config_fields}, **options)
 
-    def check(self, plan: "DecodePlan", config: "DecodeConfig", given: frozenset[str]) -> None:
+    def check(self, plan: "PlanView", config: "DecodeConfig", given: frozenset[str]) -> None:
         """Raise ValueError if this component cannot work with the rest of `plan` (or with options `given`)."""
 
     def options(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.option_names()}
+
+
+class PlanView(Protocol):
+    """What a component may read of the composed plan (`plan.DecodePlan` is the one implementation).
+
+    The parts are typed as `Component` here because the axis base classes sit below `plan.py`.
+    """
+
+    rule: Component
+    blocks: Component
+    early: tuple[Component, ...]
+    cache: Component
+    attention: Component
+    loop: Component | None
+    steps_per_block: int | None
+    cfg_scale: float
+
+    def total_steps(self, gen_length: int) -> int: ...
+
+
+class ModelFacts(Protocol):
+    """What a policy may read of the model (`models.adapter.DiffusionLM` implements it): facts, never a forward."""
+
+    tokenizer: Any
+    mask_id: int
+    eos_ids: tuple[int, ...]
+
+
+C = TypeVar("C", bound=type)
+_MISSING = object()
+
+
+class Registry(dict, Generic[C]):
+    """One axis's names: name -> component class. `register` adds a class under its `name`; `get` looks
+    a name up and raises the one error shape, listing the valid names, when it is unknown."""
+
+    def __init__(self, axis: str, base: type) -> None:
+        super().__init__()
+        self.axis, self.base = axis, base
+
+    def register(self, cls: C) -> C:
+        """Add `cls` under `cls.name`; usable as a class decorator. A name may be registered once."""
+        if not (isinstance(cls, type) and issubclass(cls, self.base)):
+            raise ValueError(f"`{self.axis}` components must subclass {self.base.__name__}, got {cls!r}")
+        if not cls.name:
+            raise ValueError(f"`{self.axis}` component {cls.__name__} needs a class attribute `name`; set one")
+        if cls.name in self:
+            raise ValueError(f"`{self.axis}` name must be new, but {cls.name!r} is already registered "
+                             f"({self[cls.name].__name__}); pick another name")
+        self[cls.name] = cls
+        return cls
+
+    def get(self, name: str, default: Any = _MISSING) -> Any:
+        """The class registered as `name`; unknown names raise unless a `default` is given (as `dict.get`)."""
+        if name in self:
+            return self[name]
+        if default is not _MISSING:
+            return default
+        raise ValueError(f"`{self.axis}` must be one of {sorted(self)}, got {name!r}")
+
+    def __repr__(self) -> str:
+        return f"Registry({self.axis!r}, {sorted(self)})"
 
 
 def pick(table: dict[str, type[Component]], axis: str, name: str) -> type[Component]:

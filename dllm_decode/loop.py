@@ -7,63 +7,16 @@ done flags. Other loops (self-speculative, AR-verified) register in `LOOPS` and 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from .cache.base import CacheStrategy, NoCache
-from .components import Component
-from .kernels.base import AttentionStrategy, DenseAttention
 from .models.adapter import DiffusionLM
-from .samplers.base import CommitRule, Decision, StepInput, TokenOptions
-from .samplers.blocks import BlockSchedule
-from .samplers.early import EarlyCommit
+from .plan import LOOPS, DecodePlan, Loop
+from .samplers.base import Decision, StepInput
 from .state import DecodeState
-
-
-class Loop(Component):
-    """How forwards are spent. `run` decodes `state` to completion."""
-
-    def run(self, model: DiffusionLM, state: DecodeState, plan: "DecodePlan",
-            generator: torch.Generator | None) -> None:
-        raise NotImplementedError
-
-    def stats(self, state: DecodeState) -> dict[str, Any]:
-        """Loop-specific accounting for `GenerationResult.loop_stats` (forwards of other models, acceptance)."""
-        return {}
-
-
-@dataclass(frozen=True)
-class DecodePlan:
-    """A composed strategy: one object per axis, built and validated by `Sampler`."""
-
-    rule: CommitRule
-    blocks: BlockSchedule
-    early: tuple[EarlyCommit, ...] = ()
-    tokens: TokenOptions = field(default_factory=TokenOptions)
-    steps_per_block: int | None = None
-    cfg_scale: float = 0.0
-    cache: CacheStrategy = field(default_factory=NoCache)
-    attention: AttentionStrategy = field(default_factory=DenseAttention)
-    loop: Loop | None = None  # None: plain denoising (`Denoise`)
-
-    @property
-    def needs_full_canvas(self) -> bool:
-        return any(hook.needs_full_canvas for hook in self.early)
-
-    def total_steps(self, gen_length: int) -> int:
-        """The request's step budget: steps per block x blocks for step-budget rules, else gen_length
-        (one token per step), the denominator of early-commit progress."""
-        n_blocks = self.blocks.num_blocks(gen_length)
-        if self.steps_per_block is None or n_blocks is None:
-            return gen_length
-        return self.steps_per_block * n_blocks
-
-    def components(self) -> list[Component]:
-        parts: list = [self.rule, self.blocks, *self.early, self.cache, self.attention]
-        return parts + ([self.loop] if self.loop is not None else [])
 
 
 def window(state: DecodeState, plan: DecodePlan) -> tuple[Tensor, Tensor]:
@@ -206,6 +159,7 @@ def denoise(model: DiffusionLM, state: DecodeState, plan: DecodePlan, generator:
         finish_step(state, plan, active, eos_ids)
 
 
+@LOOPS.register
 @dataclass(frozen=True)
 class Denoise(Loop):
     """Plain denoising: one forward per step."""
@@ -216,5 +170,3 @@ class Denoise(Loop):
             generator: torch.Generator | None) -> None:
         denoise(model, state, plan, generator)
 
-
-LOOPS: dict[str, type[Loop]] = {"denoise": Denoise}

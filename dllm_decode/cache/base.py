@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import Tensor
 
-from ..components import Component
+from ..components import Component, PlanView
 from ..state import DecodeState
 
 if TYPE_CHECKING:
-    from ..loop import DecodePlan
     from ..models.adapter import DiffusionLM
 
 
@@ -33,10 +32,10 @@ class CacheStrategy(Component):
     exact: ClassVar[bool] = True  # token-identical to no cache for every policy
     full_canvas: ClassVar[bool] = False  # every canvas row is recomputed each step, so any column's logits are fresh
 
-    def new_request(self, model: "DiffusionLM", state: DecodeState, plan: "DecodePlan") -> None:
+    def new_request(self, model: "DiffusionLM", state: DecodeState, plan: "PlanView") -> None:
         """Allocate per-request buffers (kept in `state.extras`)."""
 
-    def logits(self, model: "DiffusionLM", state: DecodeState, plan: "DecodePlan", rows: Tensor | None,
+    def logits(self, model: "DiffusionLM", state: DecodeState, plan: "PlanView", rows: Tensor | None,
                cols: Tensor) -> Tensor:
         """One forward; logits [B, n, V] for canvas columns `cols` [B, n]; rows outside `rows` may be zeros."""
         raise NotImplementedError
@@ -52,7 +51,7 @@ class NoCache(CacheStrategy):
     name = "none"
     full_canvas = True
 
-    def logits(self, model: "DiffusionLM", state: DecodeState, plan: "DecodePlan", rows: Tensor | None,
+    def logits(self, model: "DiffusionLM", state: DecodeState, plan: "PlanView", rows: Tensor | None,
                cols: Tensor) -> Tensor:
         x, pos, keep = state.x, state.positions, state.attention_mask
         sel_cols = cols

@@ -21,8 +21,8 @@ from .base import CacheStrategy
 from .store import KVBuffer, Writes
 
 if TYPE_CHECKING:
+    from ..components import PlanView
     from ..config import DecodeConfig
-    from ..loop import DecodePlan
     from ..models.adapter import DiffusionLM
 
 BUFFER = "kv_buffer"  # key of the request's KVBuffer in `state.extras`
@@ -109,13 +109,13 @@ class KVCache(CacheStrategy):
         """(recompute [B, S] bool, attended keys [B, S] bool or None for all) of the rows not refreshing."""
         raise NotImplementedError
 
-    def new_request(self, model: "DiffusionLM", state: DecodeState, plan: "DecodePlan") -> None:
+    def new_request(self, model: "DiffusionLM", state: DecodeState, plan: "PlanView") -> None:
         if not model.supports_cache:
             raise ValueError(f"`cache={self.name!r}` needs a model whose layers read a KV cache, got a wrapped "
                              f"{model.name}; load it with `load_model` or use `cache=\"none\"`")
         state.extras[BUFFER] = KVBuffer(*state.x.shape)
 
-    def logits(self, model: "DiffusionLM", state: DecodeState, plan: "DecodePlan", rows: Tensor | None,
+    def logits(self, model: "DiffusionLM", state: DecodeState, plan: "PlanView", rows: Tensor | None,
                cols: Tensor) -> Tensor:
         """Every row is computed (finished ones feed nothing and get zero logits): the buffers stay batch-aligned."""
         active = ~state.done
@@ -130,7 +130,7 @@ class KVCache(CacheStrategy):
         buffer = state.extras.get(BUFFER)
         return buffer.nbytes() if buffer is not None else 0
 
-    def check(self, plan: "DecodePlan", config: "DecodeConfig", given: frozenset[str]) -> None:
+    def check(self, plan: "PlanView", config: "DecodeConfig", given: frozenset[str]) -> None:
         if plan.cfg_scale > 0:
             raise ValueError(f"`cfg_scale` must be 0 with `cache={self.name!r}` (the cache holds one copy of the "
                              f"batch, guidance needs two), got {plan.cfg_scale}; use `cache=\"none\"` with guidance")

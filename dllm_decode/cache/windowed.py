@@ -23,8 +23,8 @@ from ..state import DecodeState
 from .rows import KVCache, check_refresh, on_canvas, periodic, shifted
 
 if TYPE_CHECKING:
+    from ..components import PlanView
     from ..config import DecodeConfig
-    from ..loop import DecodePlan
     from ..models.adapter import DiffusionLM
 
 PHASE = "kv_phase_start"  # key in `state.extras`: [B] step of each row's last full refresh
@@ -49,14 +49,14 @@ class WindowedCache(KVCache):
             raise ValueError("`refresh` must be an int >= 1 for the windowed cache, got None; e.g. refresh=32")
         check_refresh(self.refresh)
 
-    def check(self, plan: "DecodePlan", config: "DecodeConfig", given: frozenset[str]) -> None:
+    def check(self, plan: "PlanView", config: "DecodeConfig", given: frozenset[str]) -> None:
         super().check(plan, config, given)
         rule = plan.rule
         if getattr(rule, "remasking", None) == "random" or getattr(rule, "alg", None) == "origin":
             raise ValueError(f"`cache=\"windowed\"` decodes only its first {self.active_masks} masks, but the "
                              f"{rule.name!r} rule picks positions at random; use a confidence rule or another cache")
 
-    def new_request(self, model: "DiffusionLM", state: DecodeState, plan: "DecodePlan") -> None:
+    def new_request(self, model: "DiffusionLM", state: DecodeState, plan: "PlanView") -> None:
         super().new_request(model, state, plan)
         state.extras[PHASE] = torch.zeros_like(state.block_start)
 

@@ -7,17 +7,14 @@ layers call, told at each step which step it is (sparse patterns are chosen once
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..components import Component
+from ..components import Component, PlanView
 from ..state import DecodeState
-
-if TYPE_CHECKING:
-    from ..loop import DecodePlan
 
 
 class AttentionStrategy(Component):
-    def new_request(self, state: DecodeState, plan: "DecodePlan") -> Any:
+    def new_request(self, state: DecodeState, plan: "PlanView") -> Any:
         """A backend for one request, or None for the model's default dense attention."""
         return None
 

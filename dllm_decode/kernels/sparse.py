@@ -37,8 +37,8 @@ from .pattern import block_importance, top_blocks
 from .sparse_torch import Workspace, gathered_attention
 
 if TYPE_CHECKING:
+    from ..components import PlanView
     from ..config import DecodeConfig
-    from ..loop import DecodePlan
 
 BACKENDS = ("auto", "torch", "triton")
 
@@ -47,12 +47,9 @@ def triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-def pattern_steps(plan: "DecodePlan", gen_length: int, skip: float) -> int:
+def pattern_steps(plan: "PlanView", gen_length: int, skip: float) -> int:
     """Number of full-attention steps, `int(skip * steps) + 1` (see the module docstring for `steps`)."""
-    steps = gen_length
-    if plan.steps_per_block is not None:
-        steps = plan.steps_per_block * plan.blocks.num_blocks(gen_length)
-    return int(skip * steps) + 1
+    return int(skip * plan.total_steps(gen_length)) + 1
 
 
 @dataclass(frozen=True)
@@ -81,7 +78,7 @@ class SparseAttention(AttentionStrategy):
             raise ValueError("`sparse_backend=\"triton\"` needs triton (`pip install triton`); "
                              "use `sparse_backend=\"torch\"` or \"auto\"")
 
-    def check(self, plan: "DecodePlan", config: "DecodeConfig", given: frozenset[str]) -> None:
+    def check(self, plan: "PlanView", config: "DecodeConfig", given: frozenset[str]) -> None:
         if plan.cache.name != "none":
             raise ValueError(f"`attention=\"sparse\"` works with `cache=\"none\"` only (its pattern is chosen for "
                              f"every query row against every key), got cache={plan.cache.name!r}; drop the cache "
@@ -90,7 +87,7 @@ class SparseAttention(AttentionStrategy):
             raise ValueError(f"`attention=\"sparse\"` works with `loop=\"denoise\"` only (it maps its pattern to "
                              f"batch rows by step), got loop={plan.loop.name!r}; use `attention=\"dense\"`")
 
-    def new_request(self, state: DecodeState, plan: "DecodePlan") -> "SparseBackend":
+    def new_request(self, state: DecodeState, plan: "PlanView") -> "SparseBackend":
         return SparseBackend(self, pattern_steps(plan, state.gen_length, self.skip), state.prompt_width,
                              state.x.shape[0])
 

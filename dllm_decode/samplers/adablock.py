@@ -24,9 +24,8 @@ from ..state import DecodeState
 from .blocks import BlockSchedule
 
 if TYPE_CHECKING:
+    from ..components import ModelFacts, PlanView
     from ..config import DecodeConfig
-    from ..loop import DecodePlan
-    from ..models.adapter import DiffusionLM
 
 LOOKAHEAD = 0.25  # fraction of gen_length searched for a delimiter at each block start (the paper's window)
 DELIMITERS = "adablock_delimiters"  # key of the request's delimiter ids [E] in `state.extras`
@@ -54,7 +53,7 @@ class AdaBlock(BlockSchedule):
             raise ValueError(f"`delimiter_ids` must be None (the tokenizer's newline), a token id (int >= 0) or "
                              f"string, or a non-empty tuple of them, e.g. ('\\n',) or (',', 13), got {ids!r}")
 
-    def check(self, plan: "DecodePlan", config: "DecodeConfig", given: frozenset[str]) -> None:
+    def check(self, plan: "PlanView", config: "DecodeConfig", given: frozenset[str]) -> None:
         if "block_length" in given:
             raise ValueError(f"`block_length` has no effect with `blocks='adaptive'` (blocks end at delimiters), got "
                              f"{config.block_length}; set `default_block_length` instead")
@@ -68,7 +67,7 @@ class AdaBlock(BlockSchedule):
     def first_end(self, gen_length: int) -> int:
         return min(self.default_block_length, gen_length)  # provisional: `start` sets it at the first forward
 
-    def new_request(self, model: "DiffusionLM", state: DecodeState) -> None:
+    def new_request(self, model: "ModelFacts", state: DecodeState) -> None:
         ids = resolve_delimiters(self.delimiter_ids, model.tokenizer)
         state.extras[DELIMITERS] = torch.tensor(ids, dtype=torch.long, device=state.x.device)
 

@@ -7,21 +7,18 @@ the block's first forward (AdaBlock does), so `start` runs after that forward an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from torch import Tensor
 
-from ..components import Component
+from ..components import Component, ModelFacts
 from ..state import DecodeState
-
-if TYPE_CHECKING:
-    from ..models.adapter import DiffusionLM
 
 
 class BlockSchedule(Component):
     variable: ClassVar[bool] = False  # True: block lengths are unknown in advance (no per-block step budget)
 
-    def new_request(self, model: "DiffusionLM", state: DecodeState) -> None:
+    def new_request(self, model: "ModelFacts", state: DecodeState) -> None:
         """Per-request set-up before the first forward (kept in `state.extras`); never calls the network."""
 
     def window(self, gen_length: int) -> int:

@@ -24,8 +24,8 @@ from .base import CommitRule, Decision, StepInput, check_positive, check_unit_in
 from .threshold import confidence_of, threshold_commit
 
 if TYPE_CHECKING:
+    from ..components import PlanView
     from ..config import DecodeConfig
-    from ..loop import DecodePlan
 
 
 @dataclass
@@ -76,10 +76,8 @@ class CreditDecoding(CommitRule):
             raise ValueError(f"`slots` must be an int >= 1 (credited tokens kept per position, e.g. 4), "
                              f"got {self.slots!r}")
 
-    def check(self, plan: "DecodePlan", config: "DecodeConfig", given: frozenset[str]) -> None:
-        from ..loop import Denoise  # the loop module imports the samplers package
-
-        if plan.loop is not None and not isinstance(plan.loop, Denoise):
+    def check(self, plan: "PlanView", config: "DecodeConfig", given: frozenset[str]) -> None:
+        if plan.loop is not None and plan.loop.name != "denoise":
             raise ValueError(f"`loop={plan.loop.name!r}` cannot run 'creditdecoding': its verification replays "
                              "hypothetical steps without the per-step credit state; use loop='denoise'")
 

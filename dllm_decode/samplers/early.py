@@ -8,23 +8,20 @@ modules (`prophet.py`, `sched.py`) only say where the gap is read and how its th
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from ..components import Component
+from ..components import Component, ModelFacts
 from ..state import DecodeState
 from .base import Decision, StepInput
-
-if TYPE_CHECKING:
-    from ..models.adapter import DiffusionLM
 
 
 class EarlyCommit(Component):
     needs_full_canvas: ClassVar[bool] = False  # True: the step window must cover every canvas column
 
-    def new_request(self, model: "DiffusionLM", state: DecodeState) -> None:
+    def new_request(self, model: "ModelFacts", state: DecodeState) -> None:
         """Per-request set-up before the first forward (forced anchor text, for instance)."""
 
     def before_commit(self, state: DecodeState, step: StepInput, decision: Decision) -> Decision:

@@ -23,9 +23,8 @@ from ..state import DecodeState
 from .early import GapEarlyCommit, check_number
 
 if TYPE_CHECKING:
+    from ..components import ModelFacts, PlanView
     from ..config import DecodeConfig
-    from ..loop import DecodePlan
-    from ..models.adapter import DiffusionLM
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ class Prophet(GapEarlyCommit):
                 and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in self.anchor)):
             raise ValueError(f"`anchor` must be None, a string, or a non-empty tuple of token ids, got {self.anchor!r}")
 
-    def check(self, plan: "DecodePlan", config: "DecodeConfig", given: frozenset[str]) -> None:
+    def check(self, plan: "PlanView", config: "DecodeConfig", given: frozenset[str]) -> None:
         if self.answer_start is None:
             for key in ("answer_length", "anchor"):
                 if key in given:
@@ -74,7 +73,7 @@ class Prophet(GapEarlyCommit):
     def threshold(self, progress: float) -> float:
         return self.early if progress < 0.33 else self.mid if progress < 0.67 else self.late
 
-    def new_request(self, model: "DiffusionLM", state: DecodeState) -> None:
+    def new_request(self, model: "ModelFacts", state: DecodeState) -> None:
         if self.anchor is None or self.answer_start is None:
             return
         ids = list(self.anchor) if not isinstance(self.anchor, str) else _encode(model, self.anchor)
@@ -86,7 +85,7 @@ class Prophet(GapEarlyCommit):
         state.canvas[:, start:self.answer_start] = anchor  # in place: `canvas` is a view of state.x (forced text)
 
 
-def _encode(model: "DiffusionLM", text: str) -> list[int]:
+def _encode(model: "ModelFacts", text: str) -> list[int]:
     if model.tokenizer is None:
         raise ValueError(f"`anchor` {text!r} is text but the model has no tokenizer; pass token ids instead")
     return list(model.tokenizer.encode(text, add_special_tokens=False))

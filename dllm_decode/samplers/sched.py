@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 from .early import GapEarlyCommit, check_number
 
 if TYPE_CHECKING:
+    from ..components import PlanView
     from ..config import DecodeConfig
-    from ..loop import DecodePlan
 
 SCHEDULES = ("linear", "cosine", "exponential")
 
@@ -46,7 +46,7 @@ class SchED(GapEarlyCommit):
         if isinstance(self.k, bool) or not isinstance(self.k, (int, float)) or not self.k > 0:
             raise ValueError(f"`k` must be a number > 0 (the exponential schedule's rate, e.g. 2-16), got {self.k!r}")
 
-    def check(self, plan: "DecodePlan", config: "DecodeConfig", given: frozenset[str]) -> None:
+    def check(self, plan: "PlanView", config: "DecodeConfig", given: frozenset[str]) -> None:
         if "k" in given and self.schedule != "exponential":
             raise ValueError(f"`k` only shapes `schedule='exponential'`, got schedule={self.schedule!r}; "
                              "remove `k` or use the exponential schedule")

@@ -1,22 +1,17 @@
 """Speculative loops: `ssd` (lossless self-speculation for LLaDA / Dream), `s2d2` (block diffusion verified
 by the same model in AR mode) and `deer` (dLLM drafts, AR target verifies), sharing one verifier.
 
-Importing this package registers the loops in `dllm_decode.loop.LOOPS` and their presets by name.
+Importing this package registers the loops in `dllm_decode.plan.LOOPS` (each module registers its own)
+and their presets by name.
 """
-from ..loop import LOOPS
 from ..samplers.registry import register
 from ..samplers.threshold import Threshold
 from ..samplers.topk import LLaDATopK
-from ..models import sdar  # noqa: F401 - registers the SDAR architecture
 from ..models.causal import CausalLM, load_causal_lm, wrap_causal_lm
 from .deer import DEER, DraftFill
 from .s2d2 import S2D2
 from .ssd import SelfSpeculative
 from .verifier import Verdict, verify
-
-LOOPS[SelfSpeculative.name] = SelfSpeculative
-LOOPS[DEER.name] = DEER
-LOOPS[S2D2.name] = S2D2
 
 register("ssd", LLaDATopK, rule_defaults={"remasking": "low_confidence"}, defaults={"loop": "ssd"},
          summary="SSD / FreeDave: lossless self-speculation over one-token-per-step confidence decoding",

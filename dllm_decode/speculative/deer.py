@@ -23,9 +23,9 @@ from torch import Tensor
 
 from ..cache.base import NoCache
 from ..kernels.base import DenseAttention
-from ..loop import DecodePlan, Loop
 from ..models.adapter import DiffusionLM
 from ..models.causal import CausalLM
+from ..plan import LOOPS, DecodePlan, Loop
 from ..samplers.base import CommitRule, Decision, StepInput, choose
 from ..state import DecodeState
 from .verifier import draw, mean_accepted, probabilities, verify
@@ -44,6 +44,7 @@ class DraftFill(CommitRule):
         return Decision(step.eligible.clone(), x0)
 
 
+@LOOPS.register
 @dataclass(frozen=True)
 class DEER(Loop):
     """Draft `draft_length` tokens with a dLLM `drafter`, verify them with the AR target passed to `generate`."""

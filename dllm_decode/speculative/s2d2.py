@@ -24,8 +24,9 @@ from torch import Tensor
 
 from ..cache.base import NoCache
 from ..kernels.base import DenseAttention
-from ..loop import DecodePlan, Loop, apply, decide, finish_step, prepare, step_logits, window
+from ..loop import apply, decide, finish_step, prepare, step_logits, window
 from ..models.adapter import DiffusionLM
+from ..plan import LOOPS, DecodePlan, Loop
 from ..samplers.base import forbid_eos
 from ..samplers.early import EndOfTextFill
 from ..state import DecodeState
@@ -36,6 +37,7 @@ ROUTE_OPTIONS = {"min_span": ("span",), "route_cost": ("score", "hysteresis"),
                  "hysteresis_on": ("hysteresis",), "hysteresis_off": ("hysteresis",), "ucb_c": ("ucb",)}
 
 
+@LOOPS.register
 @dataclass(frozen=True)
 class S2D2(Loop):
     """Draft with the block forward, verify the leftmost mask span in AR mode when the router says so."""

@@ -27,8 +27,9 @@ from ..cache.base import NoCache
 from ..cache.dual import DualCache
 from ..cache.rows import BUFFER
 from ..kernels.base import DenseAttention
-from ..loop import DecodePlan, Loop, apply, decide, finish_step, prepare, step_logits
+from ..loop import apply, decide, finish_step, prepare, step_logits
 from ..models.adapter import DiffusionLM
+from ..plan import LOOPS, DecodePlan, Loop
 from ..samplers.base import StepInput, choose
 from ..samplers.blocks import FixedBlocks
 from ..samplers.topk import LLaDATopK
@@ -36,6 +37,7 @@ from ..state import DecodeState
 from .verifier import mean_accepted
 
 
+@LOOPS.register
 @dataclass(frozen=True)
 class SelfSpeculative(Loop):
     """Draft D stepwise commits from one forward, verify them in one batched forward, keep the agreeing chain."""
