@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import Tensor
 
-from ..components import Component, PlanView
+from ..components import Component, PlanView, Registry
 from ..state import DecodeState
 
 if TYPE_CHECKING:
@@ -44,6 +44,11 @@ class CacheStrategy(Component):
         return 0
 
 
+# `prefix`, `dual`, `delayed` and `windowed` register in their modules (imported by cache/__init__.py)
+CACHES: Registry[type[CacheStrategy]] = Registry("cache", CacheStrategy)
+
+
+@CACHES.register
 @dataclass(frozen=True)
 class NoCache(CacheStrategy):
     """Full recomputation; finished rows are dropped from the batch."""

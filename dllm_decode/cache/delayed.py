@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..state import DecodeState
+from .base import CACHES
 from .rows import KVCache, check_refresh, on_canvas, periodic, shifted
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 MODES = ("decode", "greedy")
 
 
+@CACHES.register
 @dataclass(frozen=True)
 class DelayedCache(KVCache):
     delay_mode: str = "decode"  # "decode": recompute every undecoded column; "greedy": only the block's

@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING
 from torch import Tensor
 
 from ..state import DecodeState
+from .base import CACHES
 from .rows import KVCache, check_refresh, periodic, span
 
 if TYPE_CHECKING:
     from ..models.adapter import DiffusionLM
 
 
+@CACHES.register
 @dataclass(frozen=True)
 class PrefixCache(KVCache):
     refresh: int | None = None  # steps between extra full refreshes; None: only at block starts

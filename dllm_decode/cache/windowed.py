@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ..state import DecodeState
+from .base import CACHES
 from .rows import KVCache, check_refresh, on_canvas, periodic, shifted
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 PHASE = "kv_phase_start"  # key in `state.extras`: [B] step of each row's last full refresh
 
 
+@CACHES.register
 @dataclass(frozen=True)
 class WindowedCache(KVCache):
     active_masks: int = 16  # first masks recomputed and decodable

@@ -1,7 +1,8 @@
-"""Attention backends, selectable as `Sampler(..., attention=NAME)`."""
-from .base import AttentionStrategy, DenseAttention
-from .sparse import SparseAttention
+"""Attention backends, selectable as `Sampler(..., attention=NAME)`.
 
-ATTENTION: dict[str, type[AttentionStrategy]] = {"dense": DenseAttention, "sparse": SparseAttention}
+Each strategy registers in `ATTENTION` (kernels/base.py) where it is defined; importing it here fills the table.
+"""
+from .base import ATTENTION, AttentionStrategy, DenseAttention
+from .sparse import SparseAttention
 
 __all__ = ["ATTENTION", "AttentionStrategy", "DenseAttention", "SparseAttention"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..components import Component, PlanView
+from ..components import Component, PlanView, Registry
 from ..state import DecodeState
 
 
@@ -22,6 +22,10 @@ class AttentionStrategy(Component):
         """Called before every forward of the request."""
 
 
+ATTENTION: Registry[type[AttentionStrategy]] = Registry("attention", AttentionStrategy)  # `sparse` in sparse.py
+
+
+@ATTENTION.register
 @dataclass(frozen=True)
 class DenseAttention(AttentionStrategy):
     """PyTorch SDPA over every key (the models' default)."""

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from ..state import DecodeState
-from .base import AttentionStrategy
+from .base import ATTENTION, AttentionStrategy
 from .dense import dense_attention
 from .pattern import block_importance, top_blocks
 from .sparse_torch import Workspace, gathered_attention
@@ -52,6 +52,7 @@ def pattern_steps(plan: "PlanView", gen_length: int, skip: float) -> int:
     return int(skip * plan.total_steps(gen_length)) + 1
 
 
+@ATTENTION.register
 @dataclass(frozen=True)
 class SparseAttention(AttentionStrategy):
     """SparseD block-sparse attention with a pattern chosen once per request and reused."""

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ..state import DecodeState
-from .blocks import BlockSchedule
+from .blocks import BLOCKS, BlockSchedule
 
 if TYPE_CHECKING:
     from ..components import ModelFacts, PlanView
@@ -31,6 +31,7 @@ LOOKAHEAD = 0.25  # fraction of gen_length searched for a delimiter at each bloc
 DELIMITERS = "adablock_delimiters"  # key of the request's delimiter ids [E] in `state.extras`
 
 
+@BLOCKS.register
 @dataclass(frozen=True)
 class AdaBlock(BlockSchedule):
     delimiter_threshold: float = 0.3

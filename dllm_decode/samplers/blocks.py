@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from ..components import Component, ModelFacts
+from ..components import Component, ModelFacts, Registry
 from ..state import DecodeState
 
 
@@ -40,6 +40,10 @@ class BlockSchedule(Component):
         raise NotImplementedError
 
 
+BLOCKS: Registry[type[BlockSchedule]] = Registry("blocks", BlockSchedule)  # `adaptive` in adablock.py
+
+
+@BLOCKS.register
 @dataclass(frozen=True)
 class FixedBlocks(BlockSchedule):
     block_length: int
@@ -61,6 +65,3 @@ class FixedBlocks(BlockSchedule):
 
     def next_start(self, first_mask: Tensor) -> Tensor:
         return first_mask - first_mask % self.block_length  # blocks stay on their fixed grid
-
-
-BLOCKS: dict[str, type[BlockSchedule]] = {"fixed": FixedBlocks}  # `adaptive` (AdaBlock) registers in registry.py

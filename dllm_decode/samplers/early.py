@@ -13,7 +13,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from ..components import Component, ModelFacts
+from ..components import Component, ModelFacts, Registry
 from ..state import DecodeState
 from .base import Decision, StepInput
 
@@ -51,6 +51,10 @@ def fill_after_eos(state: DecodeState, eos_ids: Tensor, allowed: Tensor | None =
     fill = is_mask & ~before & settled[:, None]
     canvas.masked_fill_(fill, int(eos_ids[0]))  # in place: `canvas` is a view of state.x
     return fill
+
+
+# `prophet` and `sched` register in their modules; the end-of-text fills are the `eos_fill` switch, not names
+EARLY_COMMITS: Registry[type[EarlyCommit]] = Registry("early_commit", EarlyCommit)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +119,3 @@ class GapEarlyCommit(EarlyCommit):
         fire = (gap >= self.threshold(progress)) & ~state.done
         fill = state.is_mask.gather(1, step.cols) & fire[:, None]  # all-in: every remaining mask, any block
         return dataclasses.replace(decision, commit=decision.commit | fill)
-
-
-EARLY_COMMITS: dict[str, type[EarlyCommit]] = {}  # Prophet / SchED register in registry.py; `eos_fill` is a switch

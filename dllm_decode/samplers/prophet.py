@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..state import DecodeState
-from .early import GapEarlyCommit, check_number
+from .early import EARLY_COMMITS, GapEarlyCommit, check_number
 
 if TYPE_CHECKING:
     from ..components import ModelFacts, PlanView
     from ..config import DecodeConfig
 
 
+@EARLY_COMMITS.register
 @dataclass(frozen=True)
 class Prophet(GapEarlyCommit):
     early: float = 7.5

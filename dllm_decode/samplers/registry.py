@@ -1,21 +1,16 @@
 """Named presets: a sampler name is a commit rule plus the defaults its paper uses.
 
-Registration is explicit (no import scanning) so a policy that fails to import fails loudly. The
-block schedules and early-commit rules that live in their own modules join their tables here too.
+Registration is explicit (no import scanning) so a policy that fails to import fails loudly. Block
+schedules and early-commit rules register in `BLOCKS` / `EARLY_COMMITS` beside their base classes.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from .adablock import AdaBlock
 from .base import CommitRule
-from .blocks import BLOCKS
 from .credit import CreditDecoding
-from .early import EARLY_COMMITS
 from .localleap import LocalLeap
-from .prophet import Prophet
-from .sched import SchED
 from .threshold import EntropyThreshold, Factor, Threshold
 from .topk import DreamTopK, LLaDATopK
 
@@ -74,8 +69,6 @@ register("threshold", Threshold, summary="Fast-dLLM: commit every position with 
 register("factor", Factor, summary="Fast-dLLM factor rule: longest prefix with c_n >= 1 - f/(n+1)")
 register("entropy_threshold", EntropyThreshold, summary="dParallel: commit every position with entropy <= tau_H")
 
-BLOCKS[AdaBlock.name] = AdaBlock
-EARLY_COMMITS.update({Prophet.name: Prophet, SchED.name: SchED})
 register("creditdecoding", CreditDecoding, aliases=("credit",),
          summary="CreditDecoding: threshold rule on logits fused with per-block trace credit")
 register("localleap", LocalLeap, summary="LocalLeap: relaxed threshold within a radius of confident anchors")

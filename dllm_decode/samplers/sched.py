@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .early import GapEarlyCommit, check_number
+from .early import EARLY_COMMITS, GapEarlyCommit, check_number
 
 if TYPE_CHECKING:
     from ..components import PlanView
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 SCHEDULES = ("linear", "cosine", "exponential")
 
 
+@EARLY_COMMITS.register
 @dataclass(frozen=True)
 class SchED(GapEarlyCommit):
     tau_high: float = 7.5
