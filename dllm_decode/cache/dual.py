@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ..state import DecodeState
 from .base import CACHES
-from .rows import KVCache, check_refresh, periodic, predicting, span
+from .rows import BlockRefreshCache, predicting, span
 
 if TYPE_CHECKING:
     from ..models.adapter import DiffusionLM
@@ -25,15 +25,8 @@ if TYPE_CHECKING:
 
 @CACHES.register
 @dataclass(frozen=True)
-class DualCache(KVCache):
-    refresh: int | None = None  # steps between extra full refreshes; None: only at block starts
+class DualCache(BlockRefreshCache):
     name = "dual"
-
-    def __post_init__(self) -> None:
-        check_refresh(self.refresh)
-
-    def refresh_rows(self, model: "DiffusionLM", state: DecodeState) -> Tensor:
-        return (state.block_step == 0) | periodic(state.step, self.refresh)
 
     def partial(self, model: "DiffusionLM", state: DecodeState, cols: Tensor) -> tuple[Tensor, Tensor | None]:
         P = state.prompt_width

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..state import DecodeState
 from .base import CACHES
-from .rows import KVCache, check_refresh, periodic, span
+from .rows import BlockRefreshCache, span
 
 if TYPE_CHECKING:
     from ..models.adapter import DiffusionLM
@@ -24,15 +24,8 @@ if TYPE_CHECKING:
 
 @CACHES.register
 @dataclass(frozen=True)
-class PrefixCache(KVCache):
-    refresh: int | None = None  # steps between extra full refreshes; None: only at block starts
+class PrefixCache(BlockRefreshCache):
     name = "prefix"
-
-    def __post_init__(self) -> None:
-        check_refresh(self.refresh)
-
-    def refresh_rows(self, model: "DiffusionLM", state: DecodeState) -> Tensor:
-        return (state.block_step == 0) | periodic(state.step, self.refresh)
 
     def partial(self, model: "DiffusionLM", state: DecodeState, cols: Tensor) -> tuple[Tensor, Tensor | None]:
         start = state.prompt_width + state.block_start - model.shift

@@ -134,3 +134,16 @@ class KVCache(CacheStrategy):
         if plan.cfg_scale > 0:
             raise ValueError(f"`cfg_scale` must be 0 with `cache={self.name!r}` (the cache holds one copy of the "
                              f"batch, guidance needs two), got {plan.cfg_scale}; use `cache=\"none\"` with guidance")
+
+
+@dataclass(frozen=True)
+class BlockRefreshCache(KVCache):
+    """KV strategies that refresh a row fully at its block start and every `refresh` steps (prefix, dual)."""
+
+    refresh: int | None = None  # steps between extra full refreshes; None: only at block starts
+
+    def __post_init__(self) -> None:
+        check_refresh(self.refresh)
+
+    def refresh_rows(self, model: "DiffusionLM", state: DecodeState) -> Tensor:
+        return (state.block_step == 0) | periodic(state.step, self.refresh)
