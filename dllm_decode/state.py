@@ -57,6 +57,19 @@ class DecodeState:
         return self.in_block(torch.arange(self.gen_length, device=self.x.device)[None, :])
 
 
+def scatter_rows(values: Tensor, rows: Tensor | None, batch: int, dim: int = 0) -> Tensor:
+    """`values` computed for batch rows `rows` (along `dim`) placed in zeros for the whole batch of `batch` rows.
+
+    Finished rows are dropped from a forward, but the loop and its policies read results batch-aligned;
+    `rows` None means the forward had every row, so `values` is returned as is.
+    """
+    if rows is None:
+        return values
+    shape = list(values.shape)
+    shape[dim] = batch
+    return values.new_zeros(shape).index_copy_(dim, rows, values)
+
+
 def left_pad(prompts: list[Tensor], gen_length: int, pad_id: int, mask_id: int) -> tuple[Tensor, Tensor | None, Tensor]:
     """(x [B, P + G], attention mask or None, positions) for prompts of different lengths."""
     lengths = torch.tensor([p.numel() for p in prompts], device=prompts[0].device)

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ..components import Component, PlanView, Registry
-from ..state import DecodeState
+from ..state import DecodeState, scatter_rows
 
 if TYPE_CHECKING:
     from ..models.adapter import DiffusionLM
@@ -73,7 +73,4 @@ class NoCache(CacheStrategy):
         if plan.cfg_scale > 0:
             cond, uncond = logits.chunk(2)
             logits = uncond + (plan.cfg_scale + 1) * (cond - uncond)
-        if rows is None:
-            return logits
-        full = logits.new_zeros((state.x.shape[0],) + logits.shape[1:])
-        return full.index_copy_(0, rows, logits)
+        return scatter_rows(logits, rows, state.x.shape[0])

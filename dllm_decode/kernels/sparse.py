@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Callable, ClassVar
 import torch
 from torch import Tensor
 
-from ..state import DecodeState
+from ..state import DecodeState, scatter_rows
 from .base import ATTENTION, AttentionStrategy
 from .dense import dense_attention
 from .pattern import block_importance, top_blocks
@@ -153,8 +153,7 @@ class SparseBackend:
         if q.shape[0] != copies * rows.numel():
             raise RuntimeError(f"sparse attention got a forward of {q.shape[0]} rows for {rows.numel()} active "
                                "rows; this loop is not supported by the sparse backend")
-        full = table.new_zeros((copies, self.batch) + table.shape[1:])
-        return full.index_copy_(1, rows, table.view((copies, rows.numel()) + table.shape[1:]))
+        return scatter_rows(table.view((copies, rows.numel()) + table.shape[1:]), rows, self.batch, dim=1)
 
     def _pick(self, table: Tensor, n_rows: int) -> Tensor:
         copies = table.shape[0]

@@ -29,7 +29,7 @@ from ..models.adapter import DiffusionLM
 from ..plan import LOOPS, DecodePlan, Loop
 from ..samplers.base import forbid_eos
 from ..samplers.early import EndOfTextFill
-from ..state import DecodeState
+from ..state import DecodeState, scatter_rows
 from .routing import ROUTES, choose_rows, expected_accepted, init_route_state, update_route_state
 from .verifier import draw, mean_accepted, probabilities, verify
 
@@ -161,4 +161,4 @@ class S2D2(Loop):
         if plan.tokens.logits_eos_inf:
             logits = forbid_eos(logits, eos_ids)
         q = probabilities(logits, plan.tokens.temperature)
-        return q.new_zeros((state.x.shape[0],) + q.shape[1:]).index_copy_(0, R, q)
+        return scatter_rows(q, R, state.x.shape[0])

@@ -33,7 +33,7 @@ from ..plan import LOOPS, DecodePlan, Loop
 from ..samplers.base import StepInput, choose
 from ..samplers.blocks import FixedBlocks
 from ..samplers.topk import LLaDATopK
-from ..state import DecodeState
+from ..state import DecodeState, scatter_rows
 from .verifier import mean_accepted
 
 
@@ -171,9 +171,7 @@ class SelfSpeculative(Loop):
         state.nfe += 1  # the candidates are one batched verification forward
         state.row_nfe += active.long()
         logits = logits.view(n_rows, D, *logits.shape[1:])
-        if rows is None:
-            return logits
-        return logits.new_zeros((B,) + logits.shape[1:]).index_copy_(0, rows, logits)
+        return scatter_rows(logits, rows, B)
 
     @classmethod
     def _candidates_cached(cls, model: DiffusionLM, state: DecodeState, pos: Tensor, tok: Tensor, valid: Tensor,
@@ -196,9 +194,7 @@ class SelfSpeculative(Loop):
         state.nfe += 1
         state.row_nfe += active.long()
         logits = logits.view(sel.numel(), D, W, -1)
-        if rows is None:
-            return logits
-        return logits.new_zeros((B,) + logits.shape[1:]).index_copy_(0, rows, logits)
+        return scatter_rows(logits, rows, B)
 
     @staticmethod
     def _agreeing_depth(plan: DecodePlan, state: DecodeState, step: StepInput, cand_logits: Tensor, pos: Tensor,
