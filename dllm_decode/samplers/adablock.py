@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from ..state import DecodeState
+from .base import confidence_of
 from .blocks import BLOCKS, BlockSchedule
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ class AdaBlock(BlockSchedule):
         logp = torch.log_softmax(logits.float(), dim=-1)
         best = logp.max(-1)  # greedy prediction and its log-confidence
         pred = best.indices if x0 is None else x0
-        confidence = logp.gather(-1, pred[..., None]).squeeze(-1).exp()
+        confidence = confidence_of(logp, pred)
         score = confidence.masked_fill(~(ahead & torch.isin(pred, state.extras[DELIMITERS])), -1.0)
         top, at = score.max(-1)  # the most confident delimiter in the look-ahead, per row
         at_delimiter = cols.gather(1, at[:, None]).squeeze(1) + 1  # the block ends just after it

@@ -82,6 +82,16 @@ def choose(step: StepInput, tempered: bool = False) -> tuple[Tensor, Tensor]:
     return x0, log_probs(logits, step.tokens.temperature if tempered else 0.0)
 
 
+def token_log_prob(logp: Tensor, x0: Tensor) -> Tensor:
+    """log p(x0) [B, n] from log-probabilities [B, n, V] and tokens [B, n]."""
+    return logp.gather(-1, x0[..., None]).squeeze(-1)
+
+
+def confidence_of(logp: Tensor, x0: Tensor) -> Tensor:
+    """p(x0) [B, n]: the confidence every confidence-ranked rule scores a prediction by."""
+    return token_log_prob(logp, x0).exp()
+
+
 def masked_confidence(confidence: Tensor, x0: Tensor, step: StepInput) -> Tensor:
     """-inf where a row may not commit; with `confidence_eos_eot_inf`, EOS predictions rank last."""
     if step.tokens.confidence_eos_eot_inf:

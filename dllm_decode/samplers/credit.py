@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import CommitRule, Decision, StepInput, check_positive, check_unit_interval, choose, forbid_eos, \
-    masked_confidence
-from .threshold import confidence_of, threshold_commit
+from .base import (CommitRule, Decision, StepInput, check_positive, check_unit_interval, choose, confidence_of,
+                   forbid_eos, masked_confidence)
+from .threshold import threshold_commit
 
 if TYPE_CHECKING:
     from ..components import PlanView

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import CommitRule, Decision, StepInput, check_unit_interval, choose, masked_confidence
-from .threshold import confidence_of, threshold_commit
+from .base import CommitRule, Decision, StepInput, check_unit_interval, choose, confidence_of, masked_confidence
+from .threshold import threshold_commit
 
 
 @dataclass(frozen=True)

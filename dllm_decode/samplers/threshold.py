@@ -16,11 +16,7 @@ import torch
 from torch import Tensor
 
 from .base import (CommitRule, Decision, StepInput, at_least_argmax, check_positive, check_unit_interval, choose,
-                   masked_confidence, top_k_mask)
-
-
-def confidence_of(logp: Tensor, x0: Tensor) -> Tensor:
-    return logp.gather(-1, x0[..., None]).squeeze(-1).exp()
+                   confidence_of, masked_confidence, top_k_mask)
 
 
 def threshold_commit(confidence: Tensor, tau: float, eligible: Tensor) -> Tensor:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .base import CommitRule, Decision, StepInput, check_positive, choose, masked_confidence, top_k_mask
+from .base import (CommitRule, Decision, StepInput, check_positive, choose, confidence_of, masked_confidence,
+                   top_k_mask)
 
 REMASKING = ("low_confidence", "random")
 DREAM_ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")
@@ -48,7 +49,7 @@ class LLaDATopK(CommitRule):
     def commit(self, step: StepInput) -> Decision:
         x0, logp = choose(step)
         if self.remasking == "low_confidence":
-            score = logp.gather(-1, x0[..., None]).squeeze(-1).exp()
+            score = confidence_of(logp, x0)
         else:
             score = torch.rand(x0.shape, generator=step.generator, device=x0.device, dtype=torch.float64)
         score = masked_confidence(score, x0, step)
@@ -59,7 +60,7 @@ class LLaDATopK(CommitRule):
 def dream_score(alg: str, logp: Tensor, x0: Tensor) -> Tensor:
     """Position scores [B, n] from log-probabilities [B, n, V]."""
     if alg == "maskgit_plus":
-        return logp.gather(-1, x0[..., None]).squeeze(-1).exp()
+        return confidence_of(logp, x0)
     if alg == "topk_margin":
         top2 = logp.topk(2, dim=-1).values.exp()
         return top2[..., 0] - top2[..., 1]

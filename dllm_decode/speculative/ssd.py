@@ -30,7 +30,7 @@ from ..kernels.base import DenseAttention
 from ..loop import apply, decide, finish_step, prepare, step_logits
 from ..models.adapter import DiffusionLM
 from ..plan import LOOPS, DecodePlan, Loop
-from ..samplers.base import StepInput, choose
+from ..samplers.base import StepInput, choose, token_log_prob
 from ..samplers.blocks import FixedBlocks
 from ..samplers.topk import LLaDATopK
 from ..state import DecodeState, scatter_rows
@@ -134,7 +134,7 @@ class SelfSpeculative(Loop):
     def _drafts(step: StepInput, decision, D: int) -> tuple[Tensor, Tensor, Tensor]:
         """Canvas columns, tokens and validity [B, D] of d_1 (the reference's commit) then the next most confident."""
         x0, logp = choose(step)
-        confidence = logp.gather(-1, x0[..., None]).squeeze(-1)
+        confidence = token_log_prob(logp, x0)
         first = decision.commit & step.eligible  # exactly one per row that still has masks in its block
         score = confidence.masked_fill(~step.eligible, float("-inf")).masked_fill(first, float("inf"))
         top = score.topk(D, dim=-1)  # D <= W: distinct columns
