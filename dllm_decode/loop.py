@@ -2,8 +2,10 @@
 
 Each step: one forward (through the cache strategy) with logits only for the window of canvas columns
 the policy reads; block starts (the schedule may read that forward); the commit rule; early-commit
-hooks; then rows whose block is empty move on. The loop syncs with the host once per step, for the
-done flags. Other loops (self-speculative, AR-verified) register in `LOOPS` and reuse these pieces.
+hooks; then rows whose block is empty move on. The loop reads the host once per step, for the done
+flags (and the window width), plus once more on steps where some rows have finished (`nonzero` lists
+the rows still decoding); a KV cache adds one read for the shape of its forward (`cache/rows.py`).
+Other loops (self-speculative, AR-verified) register in `LOOPS` and reuse these pieces.
 """
 from __future__ import annotations
 
@@ -141,14 +143,14 @@ def denoise(model: DiffusionLM, state: DecodeState, plan: DecodePlan, generator:
         cols, real = window(state, plan)
         if compact:
             masked = real & state.is_mask.gather(1, cols) & active[:, None]
-            n_active, width = torch.stack([active.sum(), masked.sum(1).max()]).tolist()  # the step's one host sync
+            n_active, width = torch.stack([active.sum(), masked.sum(1).max()]).tolist()  # host sync 1: counts
         else:
-            n_active = int(active.sum())  # the step's one host sync
+            n_active = int(active.sum())  # host sync 1: the count of rows still decoding
         if n_active == 0:
             break
         if state.step >= limit:
             raise RuntimeError(f"decoding did not finish in {limit} steps: a commit rule committed nothing repeatedly")
-        rows = None if n_active == active.shape[0] else active.nonzero().squeeze(1)
+        rows = None if n_active == active.shape[0] else active.nonzero().squeeze(1)  # sync 2, once rows finish
         if compact and width < cols.shape[1]:
             cols, real = masked_first(cols, real, masked, max(width, 1))
         logits = step_logits(model, state, plan, rows, cols)

@@ -49,7 +49,8 @@ def fill_after_eos(state: DecodeState, eos_ids: Tensor, allowed: Tensor | None =
     if allowed is not None:
         settled = settled & allowed
     fill = is_mask & ~before & settled[:, None]
-    canvas.masked_fill_(fill, int(eos_ids[0]))  # in place: `canvas` is a view of state.x
+    # in place: `canvas` is a view of state.x; the fill id stays on the device (no host read per step)
+    canvas.copy_(torch.where(fill, eos_ids[:1], canvas))
     return fill
 
 

@@ -93,6 +93,7 @@ class DEER(Loop):
         device = state.x.device
         keep = state.attention_mask if state.attention_mask is not None else torch.ones_like(state.x, dtype=torch.bool)
         eos_ids = torch.tensor(target.eos_ids, device=device)
+        eos_fill = target.eos_ids[0]  # the id written after a row's EOS, read on the host once per request
         cols = torch.arange(S, device=device)
         vocab = target.module.get_output_embeddings().weight.shape[0]
         length = torch.zeros(B, dtype=torch.long, device=device)  # verified canvas tokens per row
@@ -122,7 +123,8 @@ class DEER(Loop):
             p = probabilities(logits.gather(1, rows[..., None].expand(-1, -1, logits.shape[-1])), T)  # [B, k+1, V]
             verdict = verify(drafts, q, p, temperature=T, limit=(G - length).clamp(0, k), generator=generator)
             stats["accepted"].append(verdict.accepted.where(active, torch.full_like(length, -1)))
-            length = torch.where(active, self._commit(state, length, drafts, verdict, active, eos_ids), length)
+            length = torch.where(active, self._commit(state, length, drafts, verdict, active, eos_ids, eos_fill),
+                                 length)
             state.done = state.done | (length >= G)
             if state.history is not None:
                 state.history.append(state.canvas.detach().clone().cpu())
@@ -159,7 +161,8 @@ class DEER(Loop):
         return drafts.gather(1, idx)
 
     @staticmethod
-    def _commit(state: DecodeState, length: Tensor, drafts: Tensor, verdict, active: Tensor, eos_ids: Tensor) -> Tensor:
+    def _commit(state: DecodeState, length: Tensor, drafts: Tensor, verdict, active: Tensor, eos_ids: Tensor,
+                eos_fill: int) -> Tensor:
         """Write accepted drafts plus the verifier's token; stop rows at EOS. Returns the new verified length [B]."""
         B, k = drafts.shape
         G = state.gen_length
@@ -181,7 +184,7 @@ class DEER(Loop):
         stopped = active & (first_eos <= k)
         after = torch.arange(G, device=drafts.device)[None, :] > (length + first_eos)[:, None]
         fill = stopped[:, None] & after
-        canvas.masked_fill_(fill, int(eos_ids[0]))  # AR decoding ends at EOS: the rest of the row is EOS
+        canvas.masked_fill_(fill, eos_fill)  # AR decoding ends at EOS: the rest of the row is EOS
         state.commit_step.masked_fill_(fill & (state.commit_step < 0), state.step)
         state.done = state.done | stopped
         return torch.where(stopped, torch.full_like(n_new, G), length + n_new)

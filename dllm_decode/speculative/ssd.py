@@ -87,14 +87,14 @@ class SelfSpeculative(Loop):
         stored: tuple[Tensor, Tensor] | None = None  # (window start [B], logits [B, n, V]) reusable as a step's forward
         while True:
             active = ~state.done
-            n_active = int(active.sum())  # the iteration's one host sync
+            n_active = int(active.sum())  # host sync 1 of 3 per iteration (+1 below once a row has finished)
             if n_active == 0:
                 break
             rows = None if n_active == active.shape[0] else active.nonzero().squeeze(1)
             # rows whose stored logits do not cover their block (first step, or a block start under the dual
             # cache) take a fresh forward; only they are fed (where the cache allows) and charged for it
             need = active if stored is None else active & ((state.block_start - stored[0]) + W > arange_n.numel())
-            if bool(need.any()):  # the iteration's second host sync
+            if bool(need.any()):  # host sync 2 of 3 (+1 in `nonzero` when some row needs a fresh forward)
                 wide = (state.block_start[:, None] + arange_n).clamp(max=G - 1)
                 fresh = step_logits(model, state, plan, need.nonzero().squeeze(1), wide)
                 state.row_nfe += need.long()
@@ -111,7 +111,7 @@ class SelfSpeculative(Loop):
             # block starts with a refresh under the dual cache; after the last block the canvas is full)
             last_in_block = valid.sum(1) <= 1
             reusable = ~last_in_block | ((state.block_end < G) & (not cached))
-            if bool((reusable & active).any()):  # the iteration's second host sync, only to skip a wasted forward
+            if bool((reusable & active).any()):  # host sync 3 of 3, only to skip a wasted forward
                 candidates = self._candidates_cached if cached else self._candidates
                 cand_logits = candidates(model, state, pos, tok, valid, active, rows, arange_n)
                 depth = self._agreeing_depth(plan, state, step, cand_logits, pos, tok, valid, W)
