@@ -8,7 +8,7 @@ Each axis keeps one `Registry` (name -> class) beside its base class; its member
 themselves explicitly with `@REGISTRY.register`, and the axis package imports every member module
 by name, so a member that fails to import fails loudly. Components see the composed plan and the
 model through the two protocols below, not through `plan.py` or `models/`, so that every module a
-plan is built from sits below `plan.py` in the import graph (no cycles, see `docs/architecture.md`).
+plan is built from sits below `plan.py` in the import graph (no cycles; `tests/test_architecture.py` checks it).
 """
 from __future__ import annotations
 
