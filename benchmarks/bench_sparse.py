@@ -19,11 +19,11 @@ import torch
 
 from dllm_decode import wrap
 from dllm_decode.kernels import SparseAttention
+from dllm_decode.kernels.dense import dense_attention
 from dllm_decode.kernels.pattern import block_importance, num_blocks, top_blocks
 from dllm_decode.kernels.sparse import SparseBackend
 from dllm_decode.kernels.sparse_torch import Workspace, gathered_attention
 from dllm_decode.models import LLaDAConfig, LLaDAModelLM
-from dllm_decode.kernels.dense import dense_attention
 
 
 def best(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, tuple[float, float]]:

@@ -9,11 +9,11 @@ import torch
 from dllm_decode import Sampler
 from dllm_decode.cache import NoCache
 from dllm_decode.kernels import ATTENTION, SparseAttention
+from dllm_decode.kernels.dense import dense_attention
 from dllm_decode.kernels.pattern import block_importance, dense_block_mask, table_to_mask, top_blocks
 from dllm_decode.kernels.sparse import SparseBackend, pattern_steps
 from dllm_decode.kernels import sparse_torch
 from dllm_decode.kernels.sparse_torch import block_sparse_reference, gathered_attention
-from dllm_decode.kernels.dense import dense_attention
 
 
 def qkv(B: int, H: int, G: int, L: int, D: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
