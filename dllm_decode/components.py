@@ -2,7 +2,8 @@
 
 A component is a frozen dataclass of its options. `Sampler` routes each user option to the one
 component that declares it, injects the shared `DecodeConfig` fields a component names in
-`config_fields`, and lets every component veto combinations it cannot serve in `check`.
+`config_fields`, lets every component veto combinations it cannot serve in `check`, and models it
+cannot decode (or resolve options from the model) in `fit`.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     from .config import DecodeConfig
     from .loop import DecodePlan
+    from .models.adapter import DiffusionLM
 
 
 class Component:
@@ -31,6 +33,11 @@ class Component:
 
     def check(self, plan: "DecodePlan", config: "DecodeConfig", given: frozenset[str]) -> None:
         """Raise ValueError if this component cannot work with the rest of `plan` (or with options `given`)."""
+
+    def fit(self, model: "DiffusionLM", given: frozenset[str]) -> dict[str, Any]:
+        """Raise ValueError if this component cannot decode `model`; return the options it resolves from
+        `model` among those the user left unset (`given` names the ones set), e.g. delimiters from its tokenizer."""
+        return {}
 
     def options(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.option_names()}

@@ -79,11 +79,16 @@ class DEER(Loop):
         if plan.cfg_scale or plan.early:
             raise ValueError("`loop=\"deer\"` supports neither `cfg_scale` nor early commit (rows stop at EOS already)")
 
+    def fit(self, target: DiffusionLM, given: frozenset[str]) -> dict[str, Any]:
+        if not isinstance(target, CausalLM):
+            raise ValueError(f"`Sampler(\"deer\").generate` needs an autoregressive target (a causal-LM checkpoint "
+                             f"from `load_model`, e.g. tiny-ar, or a transformers causal LM), got {target.name} "
+                             f"({type(target).__name__}); the diffusion model goes in `drafter`")
+        return {}
+
     def run(self, target: DiffusionLM, state: DecodeState, plan: DecodePlan,
             generator: torch.Generator | None) -> None:
-        if not isinstance(target, CausalLM):
-            raise ValueError(f"`Sampler(\"deer\").generate` needs an AR target from `load_causal_lm` or "
-                             f"`wrap_causal_lm`, got {target.name} ({type(target).__name__})")
+        self.fit(target, frozenset())
         if self.drafter.device != target.device:
             raise ValueError(f"`drafter` is on {self.drafter.device} but the target on {target.device}; move one")
         T, k = plan.tokens.temperature, self.draft_length
