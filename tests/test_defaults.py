@@ -178,3 +178,19 @@ def test_deer_in_eval_runs_from_a_zoo_drafter_name(tmp_path, capsys):
     assert main(args) == 0
     table = capsys.readouterr().out
     assert "| deer drafter=tiny-deer-drafter |" in table and (out / "records.jsonl").is_file()
+
+
+def test_lm_eval_canvas_fits_the_zoo_context_unless_given(copy_sample):
+    pytest.importorskip("lm_eval")
+    from types import SimpleNamespace
+
+    from dllm_decode.evals.lm_eval_adapter import DiffusionHarnessLM
+
+    harness = DiffusionHarnessLM(pretrained="tiny-llada", sampler="creditdecoding", batch_size=2)
+    out = harness.generate_until([SimpleNamespace(args=(copy_sample.prompt, {"until": []}))])
+    assert score(copy_sample, out[0]) == 1.0 and harness.request_log[-1]["canvas"] == 32
+    with pytest.raises(ValueError, match=r"`max_gen_toks` must leave room for the prompt in tiny-llada's context "
+                                         r"\(128 tokens\), got 256"):
+        DiffusionHarnessLM(pretrained="tiny-llada", max_gen_toks=256)
+    with pytest.raises(ValueError, match="got 256"):  # a task's own max_gen_toks is checked the same way
+        harness.generate_until([SimpleNamespace(args=(copy_sample.prompt, {"until": [], "max_gen_toks": 256}))])
