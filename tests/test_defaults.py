@@ -76,6 +76,8 @@ def test_gen_length_fits_the_context_left_by_the_longest_prompt(zoo):
     assert batch.config["gen_length"] == 28 and batch.config["steps"] == 28  # fitted to the longest row
     with pytest.raises(ValueError, match="must leave room in tiny-llada's context"):
         Sampler("threshold").generate(llada, torch.full((128,), 5))
+    with pytest.raises(ValueError, match=r"leaves 3 positions in tiny-sdar's context \(128\), less than one block"):
+        Sampler("threshold").generate(sdar, torch.full((125,), 5))
 
 
 def test_explicit_values_the_model_cannot_serve_name_both(zoo, copy_sample):
@@ -110,6 +112,10 @@ def test_default_delimiter_is_the_newline_when_the_tokenizer_has_one():
     with_newline = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>")
     model = type("M", (), {"tokenizer": with_newline, "name": "m"})()
     assert default_delimiters(model) == ("\n",)
+    core = Tokenizer(models.WordLevel(vocab={"<unk>": 0, "a": 1}, unk_token="<unk>"))
+    model.tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>")
+    with pytest.raises(ValueError, match="its tokenizer has neither a newline nor a \",\" token"):
+        default_delimiters(model)
     model.tokenizer = None
     with pytest.raises(ValueError, match="`delimiter_ids` must be given as token ids for m, which has no tokenizer"):
         default_delimiters(model)

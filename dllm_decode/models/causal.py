@@ -101,7 +101,7 @@ def as_causal_target(module: Any) -> Any:
     from transformers import PreTrainedModel
 
     if isinstance(module, PreTrainedModel) and is_causal_lm_type(getattr(module.config, "model_type", None)):
-        return wrap_causal_lm(module, name=getattr(module.config, "name_or_path", "") or type(module).__name__)
+        return wrap_causal_lm(module, name=Path(getattr(module.config, "name_or_path", "")).name or None)
     return module
 
 
