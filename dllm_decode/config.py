@@ -86,7 +86,7 @@ def fit_lengths(model: "DiffusionLM", prompt_length: int, given: dict, rule_bloc
     if size is not None:
         if variable_blocks:
             raise ValueError(f"`blocks='adaptive'` needs a model without a fixed block size, but {model.name} is a "
-                             f"block-diffusion model (block size {size}); use a fixed-block sampler such as 'threshold'")
+                             f"block-diffusion model (block size {size}); use a fixed-block sampler, e.g. 'threshold'")
         if block is not None and block != size:
             raise ValueError(f"`block_length` must equal {model.name}'s block size ({size}) on a block-diffusion "
                              f"model, got {block}; remove `block_length` or set it to {size}")

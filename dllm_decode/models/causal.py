@@ -1,9 +1,9 @@
 """The AR target path: any transformers causal LM (Llama, Qwen2, Qwen3, ...) behind the adapter interface.
 
 `load_causal_lm(dir)` (which `load_model` calls for any causal-LM checkpoint, e.g. "tiny-ar") builds the
-checkpoint with transformers' own built-in architecture (no remote code) and returns a `CausalLM`: a `DiffusionLM` with `shift=1` (position i is predicted from hidden
-state i-1), so `Sampler(...).generate` accepts it as the model to decode, plus `step`, an incremental
-forward over the model's own KV cache. Such a model has no mask token: it is only ever fed verified
+checkpoint with transformers' own built-in architecture (no remote code) and returns a `CausalLM`: a
+`DiffusionLM` with `shift=1` (position i is predicted from hidden state i-1), so `Sampler(...).generate`
+accepts it as the model to decode, plus `step`, an incremental forward over the model's own KV cache. Such a model has no mask token: it is only ever fed verified
 tokens and drafts, so it decodes through `Sampler("deer", drafter=...)`, never by denoising. A bare
 transformers causal LM passed to `Sampler.generate` is wrapped by `as_causal_target`.
 """
@@ -93,7 +93,8 @@ def is_causal_lm_type(model_type: str | None) -> bool:
     """True when transformers builds `model_type` as a causal LM with its own code (no remote code)."""
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    return model_type is not None and model_type not in ARCHITECTURES and model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    known = model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    return model_type is not None and model_type not in ARCHITECTURES and known
 
 
 def as_causal_target(module: Any) -> Any:
