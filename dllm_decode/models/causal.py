@@ -5,7 +5,8 @@ checkpoint with transformers' own built-in architecture (no remote code) and ret
 `DiffusionLM` with `shift=1` (position i is predicted from hidden state i-1), so `Sampler(...).generate`
 accepts it as the model to decode, plus `step`, an incremental forward over the model's own KV cache.
 Such a model has no mask token: it is only ever fed verified tokens and drafts, so it decodes through
-`Sampler("deer", drafter=...)`, never by denoising. A bare transformers causal LM passed to `Sampler.generate` is wrapped by `as_causal_target`.
+`Sampler("deer", drafter=...)`, never by denoising. A bare transformers causal LM passed to
+`Sampler.generate` is wrapped by `as_causal_target`.
 """
 from __future__ import annotations
 
