@@ -3,7 +3,9 @@
     Sampler("threshold", gen_length=256, block_length=32, threshold=0.9).generate(model, prompt)
 
 Every option is checked when the Sampler is built; an unknown name or option, or one the chosen
-policy would ignore, raises `ValueError` naming the value and what is allowed.
+policy would ignore, raises `ValueError` naming the value and what is allowed. Options left unset that
+depend on the model (`gen_length`, `block_length`, AdaBlock's delimiters) read "auto" until `generate`
+resolves them against the model it receives (`Sampler.fit`).
 """
 from __future__ import annotations
 
@@ -16,10 +18,11 @@ import torch
 from . import loop, speculative  # noqa: F401 - register the loops (`denoise`; `ssd`, `s2d2`, `deer`) and presets
 from .cache import CACHES
 from .components import Component, pick
-from .config import DecodeConfig
+from .config import DecodeConfig, fit_lengths
 from .kernels import ATTENTION
 from .plan import LOOPS, DecodePlan
 from .models.adapter import DiffusionLM
+from .models.causal import as_causal_target
 from .prompts import encode_prompts
 from .result import GenerationResult, build_result
 from .samplers.base import CommitRule, TokenOptions
@@ -37,18 +40,30 @@ class Sampler:
     """
 
     def __init__(self, name: str, **options: Any) -> None:
-        self.name, preset = resolve(name)
+        self.name, self.preset = resolve(name)
+        self.rule, self.decode, self.plan = self._compose(name, options)
+        # the user's options as their components normalised them (e.g. a drafter path, loaded once here)
+        self.options = {**options, **{key: getattr(part, key) for part in self.plan.components()
+                                      for key in part.option_names() if key in options}}
+        auto = set() if "gen_length" in options else {"gen_length"} | ({"steps"} if self.rule.uses_steps else set())
+        if "block_length" not in options and not self.plan.blocks.variable:
+            auto.add("block_length")
+        self.auto = frozenset(auto - set(options))  # resolved against the model when `generate` sees it
+        self._fitted: dict[tuple, Sampler] = {}
+
+    def _compose(self, name: str, options: dict[str, Any]) -> tuple[CommitRule, DecodeConfig, DecodePlan]:
+        """Validate every option and build the plan (lengths left unset take their model-free defaults)."""
         general_names = set(DecodeConfig.option_names())
-        merged = {**preset.defaults, **options}
+        merged = {**self.preset.defaults, **options}
         config = DecodeConfig(**{k: v for k, v in merged.items() if k in general_names})
-        classes = self._classes(preset.rule, config)
+        classes = self._classes(self.preset.rule, config)
         owners = _owners(classes)
         unknown = set(options) - general_names - set(owners)
         if unknown:
             raise ValueError(f"unknown option(s) {sorted(unknown)} for sampler {name!r} with this composition; "
                              f"valid options: {sorted(general_names | set(owners))}")
         routed: dict[str, dict[str, Any]] = {axis: {} for axis in classes}
-        for key, value in {**preset.rule_defaults, **merged}.items():
+        for key, value in {**self.preset.rule_defaults, **merged}.items():
             if key in owners:
                 routed[owners[key]][key] = value
         rule = classes["rule"].build(config, routed["rule"])
@@ -60,12 +75,29 @@ class Sampler:
             config = dataclasses.replace(config, block_length=block if config.gen_length % block == 0
                                          else config.gen_length)
         parts = {axis: cls.build(config, routed[axis]) for axis, cls in classes.items() if axis != "rule"}
-        self.rule: CommitRule = rule
-        self.decode = config
-        self.plan = self._plan(rule, parts)
+        plan = self._plan(rule, parts, config)
         given = frozenset(options)
+        for part in plan.components():
+            part.check(plan, config, given)
+        return rule, config, plan
+
+    def fit(self, model: DiffusionLM, prompt_length: int) -> "Sampler":
+        """This sampler with the options left unset resolved against `model` and the longest prompt:
+        `gen_length` fits the context, `block_length` follows a block-diffusion model's block size, and
+        components resolve theirs (AdaBlock's delimiters from the tokenizer). Explicit values the model
+        cannot serve raise `ValueError` naming both. Resolved samplers are kept, one per outcome."""
+        given = frozenset(self.options)
+        fitted: dict[str, Any] = {}
         for part in self.plan.components():
-            part.check(self.plan, config, given)
+            fitted.update(part.fit(model, given))
+        rule_block = self.preset.defaults.get("block_length", self.rule.default_block_length)
+        fitted.update(fit_lengths(model, prompt_length, self.options, rule_block, self.plan.blocks.variable))
+        if not fitted:
+            return self
+        key = tuple(sorted((k, repr(v)) for k, v in fitted.items()))
+        if key not in self._fitted:
+            self._fitted[key] = Sampler(self.name, **self.options, **fitted)
+        return self._fitted[key]
 
     @staticmethod
     def _classes(rule: type[CommitRule], config: DecodeConfig) -> dict[str, type[Component]]:
@@ -76,8 +108,7 @@ class Sampler:
             classes["early_commit"] = pick(EARLY_COMMITS, "early_commit", config.early_commit)
         return classes
 
-    def _plan(self, rule: CommitRule, parts: dict[str, Component]) -> DecodePlan:
-        cfg = self.decode
+    def _plan(self, rule: CommitRule, parts: dict[str, Component], cfg: DecodeConfig) -> DecodePlan:
         blocks = parts["blocks"]
         steps_per_block = None
         if rule.uses_steps:
@@ -98,41 +129,41 @@ class Sampler:
 
     @property
     def config(self) -> dict[str, Any]:
-        """The full resolved configuration: sampler name, shared options and every component's options."""
+        """The full configuration: sampler name, shared options and every component's options. Options
+        resolved against the model (see `fit`) read "auto" here; `GenerationResult.config` has their values."""
         steps = None
         if self.plan.steps_per_block is not None:
             steps = self.plan.steps_per_block * self.plan.blocks.num_blocks(self.decode.gen_length)
         resolved = {"sampler": self.name, **dataclasses.asdict(self.decode), "steps": steps}
         for part in self.plan.components():
             resolved.update(part.options())
-        return resolved
+        return {**resolved, **{key: "auto" for key in self.auto}}
 
     def __repr__(self) -> str:
         return f"Sampler({self.name!r}, {', '.join(f'{k}={v!r}' for k, v in self.config.items() if k != 'sampler')})"
 
     @torch.no_grad()
     def generate(self, model: DiffusionLM, prompt: Any) -> GenerationResult:
-        """Decode one prompt or a batch: str, list[str], LongTensor [L] or [B, L], or a list of 1-D tensors."""
+        """Decode one prompt or a batch: str, list[str], LongTensor [L] or [B, L], or a list of 1-D tensors.
+        `model` is a `DiffusionLM`, or a plain transformers causal LM (DEER's target), wrapped here."""
+        model = as_causal_target(model)
         if not isinstance(model, DiffusionLM):
             raise ValueError(f"`model` must be a DiffusionLM from `load_model` or `wrap`, got {type(model).__name__}")
-        cfg = self.decode
-        prompts = encode_prompts(model, prompt, cfg.chat_template)
-        longest = max(p.numel() for p in prompts)
-        if model.max_length is not None and longest + cfg.gen_length > model.max_length:
-            raise ValueError(f"prompt length {longest} + `gen_length` {cfg.gen_length} must be <= the model's context "
-                             f"{model.max_length}; shorten the prompt or lower `gen_length`")
+        prompts = encode_prompts(model, prompt, self.decode.chat_template)
+        fitted = self.fit(model, max(p.numel() for p in prompts))
+        cfg, plan = fitted.decode, fitted.plan
         generator = None
         if cfg.seed is not None:
             generator = torch.Generator(device=model.device).manual_seed(cfg.seed)
-        state = new_state(prompts, cfg.gen_length, self.plan.blocks.first_end(cfg.gen_length), model.pad_id,
+        state = new_state(prompts, cfg.gen_length, plan.blocks.first_end(cfg.gen_length), model.pad_id,
                           model.mask_id, cfg.trace)
-        state.rule_state = self.rule.init_state(len(prompts), cfg.gen_length, state.x.device)
+        state.rule_state = fitted.rule.init_state(len(prompts), cfg.gen_length, state.x.device)
         _synchronize(model.device)
         start = time.perf_counter()
-        self.plan.loop.run(model, state, self.plan, generator)
+        plan.loop.run(model, state, plan, generator)
         _synchronize(model.device)
-        return build_result(model, state, time.perf_counter() - start, self.config, self.plan.cache.nbytes(state),
-                            self.plan.loop.stats(state))
+        return build_result(model, state, time.perf_counter() - start, fitted.config, plan.cache.nbytes(state),
+                            plan.loop.stats(state))
 
 
 def _synchronize(device: torch.device) -> None:

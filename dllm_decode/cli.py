@@ -89,7 +89,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     texts = result.text if result.text is not None else [str(ids) for ids in result.ids]
     if args.json:
         print(json.dumps({"text": texts, "row_nfe": result.row_nfe, "gen_tokens": result.gen_tokens,
-                          **result.summary(), "config": sampler.config}))
+                          **result.summary(), "config": result.config}))
         return 0
     for i, text in enumerate(texts):
         print(f"[{i}] {text}")

@@ -2,7 +2,8 @@
 
 A component is a frozen dataclass of its options. `Sampler` routes each user option to the one
 component that declares it, injects the shared `DecodeConfig` fields a component names in
-`config_fields`, and lets every component veto combinations it cannot serve in `check`.
+`config_fields`, lets every component veto combinations it cannot serve in `check`, and models it
+cannot decode (or resolve options from the model) in `fit`.
 
 Each axis keeps one `Registry` (name -> class) beside its base class; its members register
 themselves explicitly with `@REGISTRY.register`, and the axis package imports every member module
@@ -37,6 +38,11 @@ class Component:
     def check(self, plan: "PlanView", config: "DecodeConfig", given: frozenset[str]) -> None:
         """Raise ValueError if this component cannot work with the rest of `plan` (or with options `given`)."""
 
+    def fit(self, model: "ModelFacts", given: frozenset[str]) -> dict[str, Any]:
+        """Raise ValueError if this component cannot decode `model`; return the options it resolves from
+        `model` among those the user left unset (`given` names the ones set), e.g. delimiters from its tokenizer."""
+        return {}
+
     def options(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.option_names()}
 
@@ -62,9 +68,11 @@ class PlanView(Protocol):
 class ModelFacts(Protocol):
     """What a policy may read of the model (`models.adapter.DiffusionLM` implements it): facts, never a forward."""
 
+    name: str
     tokenizer: Any
     mask_id: int
     eos_ids: tuple[int, ...]
+    block_size: int | None  # the model's diffusion block (block-diffusion models), else None
 
 
 C = TypeVar("C", bound=type)

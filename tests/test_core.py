@@ -198,11 +198,13 @@ def test_bad_prompts_raise_at_generate(llada):
         sampler.generate(llada, torch.zeros(3))
 
 
-def test_config_shows_every_resolved_option():
+def test_config_shows_every_resolved_option(llada):
     cfg = Sampler("fastdllm", gen_length=64).config
-    assert cfg["sampler"] == "threshold" and cfg["threshold"] == 0.9 and cfg["block_length"] == 32
-    assert Sampler("confidence", gen_length=64).config["steps"] == 64
-    assert Sampler("maskgit_plus", gen_length=64).config["block_length"] == 64  # Dream: one block
+    assert cfg["sampler"] == "threshold" and cfg["threshold"] == 0.9
+    assert cfg["block_length"] == "auto" and Sampler("fastdllm").config["gen_length"] == "auto"  # model-dependent
+    assert Sampler("fastdllm", gen_length=64).fit(llada, 5).config["block_length"] == 32
+    assert Sampler("confidence", gen_length=64, block_length=32).config["steps"] == 64
+    assert Sampler("maskgit_plus", gen_length=64).fit(llada, 5).config["block_length"] == 64  # Dream: one block
 
 
 class HeadColumns:

@@ -236,7 +236,7 @@ def test_delimiters_resolve_from_strings_and_ids():
 
     tok = build_tokenizer()
     assert resolve_delimiters((",", 7), tok) == [tok.convert_tokens_to_ids(","), 7]
-    with pytest.raises(ValueError, match="no newline token"):
+    with pytest.raises(ValueError, match="not in its vocabulary"):
         resolve_delimiters(None, tok)
     with pytest.raises(ValueError, match="must be token ids when the model has no tokenizer"):
         resolve_delimiters((",",), None)

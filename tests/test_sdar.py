@@ -124,7 +124,7 @@ def test_s2d2_errors(options, message):
 
 
 def test_s2d2_rejects_shifted_models(dream, ragged_prompts):
-    with pytest.raises(ValueError, match="unshifted logits"):
+    with pytest.raises(ValueError, match="needs a block-diffusion model"):
         Sampler("s2d2", gen_length=16).generate(dream, ragged_prompts)
 
 

@@ -172,7 +172,7 @@ def test_deer_errors(deer_pair):
         Sampler("deer", drafter=drafter, draft_length=0)
     with pytest.raises(ValueError, match="`drafter` must be a diffusion LM"):
         Sampler("deer", drafter=target)
-    with pytest.raises(ValueError, match="needs an AR target"):
+    with pytest.raises(ValueError, match="needs an autoregressive target"):
         Sampler("deer", drafter=drafter, gen_length=8).generate(drafter, [torch.tensor([1, 2])])
     with pytest.raises(ValueError, match="cannot denoise a canvas"):
         Sampler("confidence", gen_length=8).generate(target, [torch.tensor([1, 2])])

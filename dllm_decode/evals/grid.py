@@ -7,6 +7,7 @@ ParallelBench sweeps for top-k samplers.
 """
 from __future__ import annotations
 
+import ast
 import itertools
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,7 +51,16 @@ class SamplerSpec:
 
 
 def parse_value(text: str) -> Any:
-    """`"4"` -> 4, `"0.9"` -> 0.9, `"true"` -> True, `"none"` -> None, anything else stays a string."""
+    """`"4"` -> 4, `"0.9"` -> 0.9, `"true"` -> True, `"none"` -> None, `"(',', 13)"` or `"[',']"` -> a tuple
+    (Python literal syntax; lists become tuples, as options are frozen), anything else stays a string."""
+    stripped = text.strip()
+    if stripped[:1] in "([" and stripped[-1:] in ")]":
+        try:
+            value = ast.literal_eval(stripped)
+        except (ValueError, SyntaxError):
+            raise ValueError(f"an option value in brackets must be a Python tuple or list literal, e.g. (',', 13) or "
+                             f"[0.5, 0.9] (quote strings), got {text!r}") from None
+        return tuple(value) if isinstance(value, (list, tuple)) else value
     lowered = text.strip().lower()
     if lowered in ("true", "false"):
         return lowered == "true"

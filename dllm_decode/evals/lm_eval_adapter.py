@@ -8,7 +8,9 @@ does not read the package's `lm_eval` entry point, so importing this module (whi
 `dllm_decode.evals.lm_eval_cli` does before handing over to lm-eval's CLI) is what registers it.
 
 - `generate_until`: requests with the same `max_gen_toks` (the canvas length) and stop strings are
-  decoded as one batch; text is cut at the first stop string.
+  decoded as one batch; text is cut at the first stop string. Without `max_gen_toks` (model arg or
+  task), the canvas is fitted to the model like `Sampler`'s `gen_length`: min(the checkpoint's
+  generation length or 128, context - longest prompt of the batch).
 - `loglikelihood`: LLaDA's Monte-Carlo estimate of the masked-diffusion bound. For each sample, draw a
   count l in 1..L (stratified over samples, which lowers variance), mask l random continuation tokens,
   and score -(L / l) * sum of their cross-entropies; average over samples. Seeds derive from the request
@@ -55,7 +57,7 @@ class DiffusionHarnessLM(LM):
     """An lm-eval `LM` backed by `dllm_decode.Sampler`; extra model_args are sampler options."""
 
     def __init__(self, pretrained: str, sampler: str = "threshold", batch_size: Any = 16, device: str | None = None,
-                 dtype: str | None = None, max_gen_toks: int = 256, mc_samples: int = 32, mc_batch_size: int = 64,
+                 dtype: str | None = None, max_gen_toks: Any = "auto", mc_samples: int = 32, mc_batch_size: int = 64,
                  seed: int = 0, max_batch_size: Any = None, **sampler_options: Any) -> None:
         super().__init__()
         if device is not None and str(device).startswith("cuda") and not torch.cuda.is_available():
@@ -66,7 +68,7 @@ class DiffusionHarnessLM(LM):
         self.sampler_name = sampler
         self.sampler_options = {"chat_template": False, **sampler_options}  # lm-eval applies templates itself
         self.batch_size = _as_int("batch_size", batch_size, 16)
-        self.max_gen_toks = _as_int("max_gen_toks", max_gen_toks, 256)
+        self.max_gen_toks = self._canvas(max_gen_toks)
         self.mc_samples = _as_int("mc_samples", mc_samples, 32)
         self.mc_batch_size = _as_int("mc_batch_size", mc_batch_size, 64)
         self.seed = int(seed)
@@ -85,12 +87,23 @@ class DiffusionHarnessLM(LM):
         return self.model.tokenizer.apply_chat_template(chat_history, tokenize=False,
                                                         add_generation_prompt=add_generation_prompt)
 
-    def sampler_for(self, gen_length: int) -> Sampler:
-        """One validated Sampler per canvas length."""
+    def sampler_for(self, gen_length: int | None) -> Sampler:
+        """One validated Sampler per canvas length (None: fitted to the model and prompts at generate)."""
         if gen_length not in self._samplers:
-            self._samplers[gen_length] = Sampler(self.sampler_name, **{**self.sampler_options,
-                                                                      "gen_length": gen_length})
+            fixed = {} if gen_length is None else {"gen_length": gen_length}
+            self._samplers[gen_length] = Sampler(self.sampler_name, **{**self.sampler_options, **fixed})
         return self._samplers[gen_length]
+
+    def _canvas(self, max_gen_toks: Any) -> int | None:
+        """`max_gen_toks` as a canvas length, None for "auto"; a value the context cannot hold is refused."""
+        if max_gen_toks is None or max_gen_toks == "auto":
+            return None
+        canvas = _as_int("max_gen_toks", max_gen_toks, 0)
+        context = self.model.max_length
+        if context is not None and canvas >= context:
+            raise ValueError(f"`max_gen_toks` must leave room for the prompt in {self.model.name}'s context ({context} "
+                             f"tokens), got {canvas}; lower it, or leave it 'auto' to fit min(128, context - prompt)")
+        return canvas
 
     # --- generation -------------------------------------------------------------------------------
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
@@ -101,7 +114,8 @@ class DiffusionHarnessLM(LM):
             kwargs = dict(kwargs or {})
             until = kwargs.pop("until", None) or []
             until = [until] if isinstance(until, str) else list(until)
-            canvas = _as_int("max_gen_toks", kwargs.pop("max_gen_toks", None), self.max_gen_toks)
+            task_canvas = kwargs.pop("max_gen_toks", None)
+            canvas = self.max_gen_toks if task_canvas is None else self._canvas(task_canvas)
             ignored = set(kwargs) - {"do_sample", "temperature"}
             if ignored:
                 log.debug("generation kwargs %s are not used by diffusion decoding", sorted(ignored))
@@ -116,7 +130,7 @@ class DiffusionHarnessLM(LM):
                     nfe, tokens = result.row_nfe[row], result.gen_tokens[row]
                     out[i] = cut_at_stops(result.text[row], list(until))
                     self._log({"request": i, "kind": "generate_until", "nfe": nfe, "gen_tokens": tokens,
-                               "tokens_per_forward": tokens / max(nfe, 1), "canvas": canvas})
+                               "tokens_per_forward": tokens / max(nfe, 1), "canvas": result.config["gen_length"]})
                     self.cache_hook.add_partial("generate_until", requests[i].args, out[i])
         return [o or "" for o in out]
 

@@ -7,7 +7,9 @@ and turns "logits for canvas positions P" into "run the LM head on hidden rows P
 from __future__ import annotations
 
 import inspect
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,6 +33,8 @@ class DiffusionLM:
     native: bool = False  # True: the module takes positions / cache / logits_for / attention itself
     name: str = "model"
     accepts: frozenset[str] = field(default_factory=frozenset)  # optional kwargs a wrapped module takes
+    block_size: int | None = None  # a block-diffusion model's attention block (SDAR: 4); None for other models
+    gen_length: int | None = None  # the checkpoint's own generation length (generation_config `max_new_tokens`)
 
     def __post_init__(self) -> None:
         if self.shift not in (0, 1):
@@ -99,6 +103,14 @@ class DiffusionLM:
         return logits
 
 
+def checkpoint_gen_length(path: Path) -> int | None:
+    """`max_new_tokens` of a checkpoint's `generation_config.json` (transformers' convention), if any: the
+    zoo models were trained on a 32-token canvas and answer garbage on a longer one."""
+    file = path / "generation_config.json"
+    value = json.loads(file.read_text()).get("max_new_tokens") if file.is_file() else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
 def wrap(module: nn.Module, *, mask_id: int, eos_ids: tuple[int, ...] | list[int] | int, shift: int = 0,
          tokenizer: Any = None, max_length: int | None = None, pad_id: int | None = None,
          pack: bool = True) -> DiffusionLM:
@@ -120,7 +132,8 @@ def wrap(module: nn.Module, *, mask_id: int, eos_ids: tuple[int, ...] | list[int
         if pack:
             pack_linears(module)
         return DiffusionLM(module, mask_id, eos, facts["shift"], tokenizer, max_length or facts["max_length"],
-                           pad_id, native=True, name=type(module).__name__)
+                           pad_id, native=True, name=type(module).__name__,
+                           block_size=getattr(module.config, "block_size", None))
     params = inspect.signature(module.forward).parameters
     accepts = frozenset(p for p in ("attention_mask", "position_ids") if p in params)
     return DiffusionLM(module.eval(), mask_id, eos, shift, tokenizer, max_length, pad_id, native=False,

@@ -1,13 +1,16 @@
 """The AR target path: any transformers causal LM (Llama, Qwen2, Qwen3, ...) behind the adapter interface.
 
-`load_causal_lm(dir)` builds the checkpoint with transformers' own built-in architecture (no remote
-code) and returns a `CausalLM`: a `DiffusionLM` with `shift=1` (position i is predicted from hidden
-state i-1), so `Sampler(...).generate` accepts it as the model to decode, plus `step`, an incremental
-forward over the model's own KV cache. Such a model has no mask token: it is only ever fed verified
-tokens and drafts, so it decodes through `Sampler("deer", drafter=...)`, never by denoising.
+`load_causal_lm(dir)` (which `load_model` calls for any causal-LM checkpoint, e.g. "tiny-ar") builds the
+checkpoint with transformers' own built-in architecture (no remote code) and returns a `CausalLM`: a
+`DiffusionLM` with `shift=1` (position i is predicted from hidden state i-1), so `Sampler(...).generate`
+accepts it as the model to decode, plus `step`, an incremental forward over the model's own KV cache.
+Such a model has no mask token: it is only ever fed verified tokens and drafts, so it decodes through
+`Sampler("deer", drafter=...)`, never by denoising. A bare transformers causal LM passed to
+`Sampler.generate` is wrapped by `as_causal_target`.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,9 +49,12 @@ class CausalLM(DiffusionLM):
             from transformers import DynamicCache
 
             past = DynamicCache()
+        # transformers >= 5.25 names the cache `cache` (the old `past_key_values` warns); older releases take
+        # only `past_key_values`. `accepts` records which one this module's forward declares.
+        key = "cache" if "cache" in self.accepts else "past_key_values"
         out = self.module(input_ids=input_ids, attention_mask=attention_mask.long(), position_ids=positions,
-                          past_key_values=past, use_cache=True)
-        return out.logits, out.past_key_values
+                          use_cache=True, **{key: past})
+        return out.logits, out["cache" if "cache" in self.accepts else "past_key_values"]
 
     @staticmethod
     def truncate(past: Any, length: int) -> None:
@@ -78,8 +84,28 @@ def wrap_causal_lm(module: nn.Module, *, tokenizer: Any = None, eos_ids: tuple[i
         pad_id = getattr(config, "pad_token_id", None)
     if max_length is None:
         max_length = getattr(config, "max_position_embeddings", None)
+    accepts = frozenset(p for p in ("cache",) if p in inspect.signature(module.forward).parameters)
+    gen_length = getattr(getattr(module, "generation_config", None), "max_new_tokens", None)
     return CausalLM(module.eval(), int(mask_id), eos, 1, tokenizer, max_length, pad_id, native=False,
-                    name=name or type(module).__name__)
+                    name=name or type(module).__name__, accepts=accepts, gen_length=gen_length)
+
+
+def is_causal_lm_type(model_type: str | None) -> bool:
+    """True when transformers builds `model_type` as a causal LM with its own code (no remote code)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    known = model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    return model_type is not None and model_type not in ARCHITECTURES and known
+
+
+def as_causal_target(module: Any) -> Any:
+    """A plain transformers causal LM (`PreTrainedModel`, e.g. LlamaForCausalLM) wrapped as a `CausalLM`;
+    anything else is returned unchanged."""
+    from transformers import PreTrainedModel
+
+    if isinstance(module, PreTrainedModel) and is_causal_lm_type(getattr(module.config, "model_type", None)):
+        return wrap_causal_lm(module, name=Path(getattr(module.config, "name_or_path", "")).name or None)
+    return module
 
 
 def load_causal_lm(path_or_name: str | Path, *, dtype: str | torch.dtype | None = None,

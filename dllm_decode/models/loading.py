@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from .adapter import DiffusionLM
+from .adapter import DiffusionLM, checkpoint_gen_length
 from .packed import pack_linears
 from .registry import ARCHITECTURES
 
@@ -97,6 +97,7 @@ def load_model(path_or_name: str | Path, *, dtype: str | torch.dtype | None = No
                device: str | torch.device | None = None, mask_id: int | None = None,
                eos_ids: tuple[int, ...] | None = None, pack: bool = True) -> DiffusionLM:
     """Load a LLaDA / Dream (or other registered) checkpoint directory, or an embedded zoo model by name.
+    A transformers causal-LM checkpoint (Llama, Qwen2, ...) loads as a `CausalLM`, DEER's target.
 
     `pack`: on CPU in fp32, linear layers run on oneDNN pre-packed weights (`models/packed.py`: faster,
     row-count invariant; costs a second copy of the linear weights)."""
@@ -104,6 +105,10 @@ def load_model(path_or_name: str | Path, *, dtype: str | torch.dtype | None = No
     config_dict = json.loads((path / "config.json").read_text())
     model_type = config_dict.get("model_type")
     if model_type not in ARCHITECTURES:
+        from .causal import is_causal_lm_type, load_causal_lm  # an AR checkpoint (DEER's target, e.g. tiny-ar)
+
+        if is_causal_lm_type(model_type):
+            return load_causal_lm(path, dtype=dtype, device=device, eos_ids=eos_ids)
         raise ValueError(f"`model_type` in {path / 'config.json'} must be one of {sorted(ARCHITECTURES)}, got "
                          f"{model_type!r}; for another architecture build the module yourself and use `wrap`")
     arch = ARCHITECTURES[model_type]
@@ -122,4 +127,5 @@ def load_model(path_or_name: str | Path, *, dtype: str | torch.dtype | None = No
         raise ValueError(f"{path / 'config.json'} has no `mask_token_id`; pass `mask_id=` to `load_model`")
     eos = tuple(eos_ids) if eos_ids is not None else end_of_text_ids(config, tokenizer)
     return DiffusionLM(module, int(mask), eos, arch.shift, tokenizer, config.max_position_embeddings,
-                       getattr(config, "pad_token_id", None), native=True, name=path.name)
+                       getattr(config, "pad_token_id", None), native=True, name=path.name,
+                       block_size=getattr(config, "block_size", None), gen_length=checkpoint_gen_length(path))

@@ -163,7 +163,8 @@ def with_block_size(model: DiffusionLM, block_size: int) -> DiffusionLM:
         raise ValueError(f"`model` must be an SDAR model from `load_model`, got {type(module).__name__}")
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"`block_size` must be an int >= 1, got {block_size!r}")
-    return dataclasses.replace(model, module=_BlockSizeView(module, block_size), name=f"{model.name}@block{block_size}")
+    return dataclasses.replace(model, module=_BlockSizeView(module, block_size), name=f"{model.name}@block{block_size}",
+                               block_size=block_size)
 
 
 def _register() -> None:

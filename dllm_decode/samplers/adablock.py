@@ -6,9 +6,9 @@ the most confident of them has confidence >= `delimiter_threshold`, the block en
 else the block has `default_block_length`. Blocks follow one another with no fixed grid.
 Paper: Lu et al., "AdaBlock-dLLM: Semantic-Aware Diffusion LLM Inference via Adaptive Block Size"
 (2025): up to +5.3% accuracy at equal throughput. Defaults: delimiter threshold 0.3 (LLaDA; Dream
-0.5), default block 32, inner rule threshold 0.9, delimiter = the tokenizer's newline. Typical
-thresholds 0.3-0.7. `delimiter_ids` overrides the delimiters by token id or token string (the zoo's
-word-level tokenizer has no newline; use `delimiter_ids=(",",)` there).
+0.5), default block 32, inner rule threshold 0.9, delimiter = the tokenizer's newline, or its list
+separator "," when it has no newline (the zoo's word-level tokenizer). Typical thresholds 0.3-0.7.
+`delimiter_ids` overrides the delimiters by token id or token string, e.g. (",", 13).
 Needs a rule without a step budget (block lengths are unknown in advance). Guarantee: a delimiter
 threshold above 1 gives exactly fixed blocks of `default_block_length`.
 """
@@ -37,7 +37,7 @@ DELIMITERS = "adablock_delimiters"  # key of the request's delimiter ids [E] in 
 class AdaBlock(BlockSchedule):
     delimiter_threshold: float = 0.3
     default_block_length: int = 32
-    delimiter_ids: int | str | tuple[int | str, ...] | None = None  # None: the tokenizer's newline
+    delimiter_ids: int | str | tuple[int | str, ...] | None = None  # None: fitted to the model (`default_delimiters`)
     name = "adaptive"
     variable = True
 
@@ -52,13 +52,22 @@ class AdaBlock(BlockSchedule):
         ids = self.delimiter_ids
         if ids is not None and not _is_token(ids) and not (
                 isinstance(ids, (tuple, list)) and ids and all(_is_token(t) for t in ids)):
-            raise ValueError(f"`delimiter_ids` must be None (the tokenizer's newline), a token id (int >= 0) or "
+            raise ValueError(f"`delimiter_ids` must be None (fitted to the tokenizer), a token id (int >= 0) or "
                              f"string, or a non-empty tuple of them, e.g. ('\\n',) or (',', 13), got {ids!r}")
 
     def check(self, plan: "PlanView", config: "DecodeConfig", given: frozenset[str]) -> None:
         if "block_length" in given:
             raise ValueError(f"`block_length` has no effect with `blocks='adaptive'` (blocks end at delimiters), got "
                              f"{config.block_length}; set `default_block_length` instead")
+
+    def fit(self, model: "ModelFacts", given: frozenset[str]) -> dict[str, Any]:
+        if "delimiter_ids" in given:
+            resolve_delimiters(self.delimiter_ids, model.tokenizer)  # an explicit delimiter the model lacks raises now
+            return {}
+        return {"delimiter_ids": default_delimiters(model)}
+
+    def options(self) -> dict[str, Any]:
+        return {**super().options(), "delimiter_ids": "auto" if self.delimiter_ids is None else self.delimiter_ids}
 
     def lookahead(self, gen_length: int) -> int:
         return max(1, int(LOOKAHEAD * gen_length))
@@ -70,7 +79,8 @@ class AdaBlock(BlockSchedule):
         return min(self.default_block_length, gen_length)  # provisional: `start` sets it at the first forward
 
     def new_request(self, model: "ModelFacts", state: DecodeState) -> None:
-        ids = resolve_delimiters(self.delimiter_ids, model.tokenizer)
+        spec = default_delimiters(model) if self.delimiter_ids is None else self.delimiter_ids
+        ids = resolve_delimiters(spec, model.tokenizer)
         state.extras[DELIMITERS] = torch.tensor(ids, dtype=torch.long, device=state.x.device)
 
     def start(self, state: DecodeState, starting: Tensor, logits: Tensor, x0: Tensor | None, cols: Tensor) -> None:
@@ -99,6 +109,30 @@ def _is_token(item: object) -> bool:
     return isinstance(item, int) and not isinstance(item, bool) and item >= 0
 
 
+def default_delimiters(model: "ModelFacts") -> tuple[str, ...]:
+    """The tokenizer's newline (LLaDA, Dream), else its list separator "," (the zoo's word-level tokenizer)."""
+    tokenizer = model.tokenizer
+    if tokenizer is None:
+        raise ValueError(f"`delimiter_ids` must be given as token ids for {model.name}, which has no tokenizer to "
+                         "find a newline in; pass e.g. delimiter_ids=(13,)")
+    for delimiter in ("\n", ","):
+        if _single_token(delimiter, tokenizer) is not None:
+            return (delimiter,)
+    raise ValueError(f"`delimiter_ids` must be given for {model.name}: its tokenizer has neither a newline nor a \",\" "
+                     "token; pass the token strings or ids that end a block, e.g. delimiter_ids=('.',)")
+
+
+def _single_token(token: str, tokenizer: Any) -> int | None:
+    """The id of `token` when the tokenizer holds it as one token, else None."""
+    encoded = tokenizer.encode(token, add_special_tokens=False)
+    vocab_id = tokenizer.convert_tokens_to_ids(token)
+    if len(encoded) == 1 and encoded[0] != tokenizer.unk_token_id:
+        return int(encoded[0])
+    if isinstance(vocab_id, int) and vocab_id != tokenizer.unk_token_id:
+        return vocab_id
+    return None
+
+
 def resolve_delimiters(spec: int | str | tuple[int | str, ...] | None, tokenizer: Any) -> list[int]:
     """Token ids of the delimiters: ids pass through; strings (and the default newline) go through `tokenizer`."""
     wanted = ["\n"] if spec is None else [spec] if _is_token(spec) else list(spec)
@@ -110,13 +144,9 @@ def resolve_delimiters(spec: int | str | tuple[int | str, ...] | None, tokenizer
         if isinstance(token, int):
             ids.append(token)
             continue
-        encoded = tokenizer.encode(token, add_special_tokens=False)
-        vocab_id = tokenizer.convert_tokens_to_ids(token)
-        if len(encoded) == 1:
-            ids.append(int(encoded[0]))
-        elif isinstance(vocab_id, int) and vocab_id != tokenizer.unk_token_id:
-            ids.append(vocab_id)
-        else:
-            hint = "; this tokenizer has no newline token, pass e.g. delimiter_ids=(',',)" if spec is None else ""
-            raise ValueError(f"`delimiter_ids` must name single tokens of the model's tokenizer, got {token!r}{hint}")
+        found = _single_token(token, tokenizer)
+        if found is None:
+            raise ValueError(f"`delimiter_ids` must name single tokens of the model's tokenizer, got {token!r} (not "
+                             "in its vocabulary); pass a token it has, or its id")
+        ids.append(found)
     return ids

@@ -8,7 +8,7 @@ modules (`prophet.py`, `sched.py`) only say where the gap is read and how its th
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -103,6 +103,13 @@ class GapEarlyCommit(EarlyCommit):
     """
 
     needs_full_canvas: ClassVar[bool] = True
+
+    def fit(self, model: "ModelFacts", given: frozenset[str]) -> dict[str, Any]:
+        if model.block_size is not None:  # its later blocks are predicted from masks it never conditions on
+            raise ValueError(f"`early_commit={self.name!r}` fills masks in every block at once, but {model.name} is a "
+                             f"block-diffusion model (block size {model.block_size}) that only predicts its current "
+                             "block; use Sampler(\"confidence\") or Sampler(\"threshold\") on it")
+        return {}
 
     def region(self, gen_length: int) -> tuple[int, int]:
         """Canvas columns [start, end) whose gap is averaged."""

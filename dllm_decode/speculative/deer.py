@@ -6,7 +6,9 @@ target scores the k drafts plus one bonus position in one incremental forward ov
 shared verifier accepts left to right with min(1, p/q) and resamples the first rejection from
 normalize((p - q)+). A row stops at its first EOS (the rest of its canvas is EOS), as AR decoding does.
 Paper: DEER, acceptance up to 32 tokens, 5.54x on HumanEval with Qwen3-30B-A3B (EAGLE-3: 2.41x).
-Typical k: 4-32. Accounting: `nfe` counts TARGET forwards (the model passed to `generate`); drafter
+Typical k: 4-32. Use: `Sampler("deer", drafter="tiny-deer-drafter").generate(load_model("tiny-ar"), prompt)`
+(the drafter: a zoo name, a directory or a model; the target: any causal LM, a bare transformers one too;
+CLI: `dllm-decode generate --model tiny-ar --sampler deer -o drafter=tiny-deer-drafter PROMPT`). Accounting: `nfe` counts TARGET forwards (the model passed to `generate`); drafter
 forwards (always equal in number) and the mean accepted length are in `GenerationResult.loop_stats`.
 Guarantee: lossless. At T = 0 the output equals the target's own greedy decoding token for token; at
 T > 0 every token is distributed as the target's softmax(z / T) given the prefix.
@@ -80,11 +82,16 @@ class DEER(Loop):
         if plan.cfg_scale or plan.early:
             raise ValueError("`loop=\"deer\"` supports neither `cfg_scale` nor early commit (rows stop at EOS already)")
 
+    def fit(self, target: DiffusionLM, given: frozenset[str]) -> dict[str, Any]:
+        if not isinstance(target, CausalLM):
+            raise ValueError(f"`Sampler(\"deer\").generate` needs an autoregressive target (a causal-LM checkpoint "
+                             f"from `load_model`, e.g. tiny-ar, or a transformers causal LM), got {target.name} "
+                             f"({type(target).__name__}); the diffusion model goes in `drafter`")
+        return {}
+
     def run(self, target: DiffusionLM, state: DecodeState, plan: DecodePlan,
             generator: torch.Generator | None) -> None:
-        if not isinstance(target, CausalLM):
-            raise ValueError(f"`Sampler(\"deer\").generate` needs an AR target from `load_causal_lm` or "
-                             f"`wrap_causal_lm`, got {target.name} ({type(target).__name__})")
+        self.fit(target, frozenset())
         if self.drafter.device != target.device:
             raise ValueError(f"`drafter` is on {self.drafter.device} but the target on {target.device}; move one")
         T, k = plan.tokens.temperature, self.draft_length

@@ -75,6 +75,13 @@ class S2D2(Loop):
         if plan.cfg_scale or any(not isinstance(hook, EndOfTextFill) for hook in plan.early):
             raise ValueError("`loop=\"s2d2\"` supports `eos_fill` but neither `cfg_scale` nor early-commit rules")
 
+    def fit(self, model: DiffusionLM, given: frozenset[str]) -> dict[str, Any]:
+        if model.block_size is None or model.shift != 0:
+            raise ValueError(f"`loop=\"s2d2\"` needs a block-diffusion model (one with a `block_size`, e.g. "
+                             f"tiny-sdar), got {model.name} ({type(model.module).__name__}, no block size); use "
+                             "Sampler(\"ssd\") for self-speculation on LLaDA / Dream")
+        return {}
+
     def run(self, model: DiffusionLM, state: DecodeState, plan: DecodePlan,
             generator: torch.Generator | None) -> None:
         if model.shift != 0:
