@@ -6,14 +6,13 @@ Nothing is downloaded: these paths must work with no model hub.
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from .adapter import DiffusionLM
+from .checkpoint import CheckpointError, checked_state_dict, read_config, read_state_dict  # noqa: F401 (re-export)
 from .packed import pack_linears
 from .registry import ARCHITECTURES
 
@@ -50,19 +49,6 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     return DTYPES[dtype]
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a single-file or sharded (`model.safetensors.index.json`) safetensors checkpoint."""
-    index = path / "model.safetensors.index.json"
-    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else \
-        sorted(p.name for p in path.glob("*.safetensors"))
-    if not files:
-        raise ValueError(f"no *.safetensors file in {str(path)!r}; only safetensors checkpoints are loaded (no pickle)")
-    state: dict[str, torch.Tensor] = {}
-    for name in files:
-        state.update(load_file(str(path / name)))
-    return state
-
-
 def load_tokenizer(path: Path):
     """The checkpoint's tokenizer with its chat template, or None when the directory has none."""
     if not any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json")):
@@ -93,33 +79,95 @@ def end_of_text_ids(config, tokenizer) -> tuple[int, ...]:
     return tuple(dict.fromkeys(int(i) for i in ids))
 
 
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """`device` as a torch.device that exists here (CPU when None): a CUDA device on a CPU-only build, or
+    a GPU index beyond the visible ones, is refused now rather than as an AssertionError deep in `.to`."""
+    if device is None:
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"`device` must name a torch device such as 'cpu', 'cuda' or 'cuda:1', got {device!r}") \
+            from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = f"this torch build ({torch.__version__}) has no CUDA support" if torch.version.cuda is None else \
+                "no CUDA GPU is visible (check the driver and CUDA_VISIBLE_DEVICES)"
+            raise ValueError(f"`device` {str(device)!r} needs a CUDA GPU, but {why}; use `device='cpu'` "
+                             "(CLI: `--device cpu`)")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"`device` {str(device)!r} names GPU {dev.index}, but {count} GPU(s) are visible; use "
+                             f"an index in 0..{count - 1}")
+    elif dev.type != "cpu":
+        try:
+            torch.empty(0, device=dev)
+        except (RuntimeError, AssertionError) as err:
+            raise ValueError(f"`device` {str(device)!r} is not usable here ({err}); use `device='cpu'`") from None
+    return dev
+
+
+def build_config(arch, config_dict: dict, config_file: Path):
+    """The architecture's config from config.json; its own validation errors get the file's name."""
+    try:
+        return arch.config_class.from_dict(config_dict)
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{config_file}: {err}") from None
+
+
+def resolve_mask_id(config, config_dict: dict, mask_id: int | None, config_file: Path) -> int:
+    """`mask_id`, else config.json's `mask_token_id`, else the architecture's published default, which is
+    used only when it lies inside the vocabulary (LLaDA's 126336 would index past a small model's)."""
+    vocab = getattr(config, "vocab_size", None)
+    if mask_id is not None:
+        mask, source = mask_id, "`mask_id`"
+    elif "mask_token_id" in config_dict:
+        mask, source = config_dict["mask_token_id"], f"`mask_token_id` in {config_file}"
+    else:
+        mask, source = getattr(config, "mask_token_id", None), None
+    if mask is None:
+        raise CheckpointError(f"{config_file} has no `mask_token_id`; pass the mask token's id with "
+                              "`load_model(..., mask_id=ID)` or add `mask_token_id` to config.json")
+    in_vocab = isinstance(mask, int) and not isinstance(mask, bool) and 0 <= mask and (vocab is None or mask < vocab)
+    if source is None and not in_vocab:
+        raise CheckpointError(f"{config_file} has no `mask_token_id`, and the {type(config).__name__} default {mask} "
+                              f"is outside its vocabulary (vocab_size={vocab}); pass the mask token's id with "
+                              "`load_model(..., mask_id=ID)` or add `mask_token_id` to config.json")
+    if not in_vocab:
+        raise CheckpointError(f"{source} must be a token id in [0, {vocab}) (vocab_size of {config_file}), got "
+                              f"{mask!r}; pass the id of this model's mask token with `load_model(..., mask_id=ID)`")
+    if source is None:
+        log.warning("%s has no `mask_token_id`; using the %s default %d (pass `mask_id=` if this model's mask "
+                    "token differs)", config_file, type(config).__name__, mask)
+    return mask
+
+
 def load_model(path_or_name: str | Path, *, dtype: str | torch.dtype | None = None,
                device: str | torch.device | None = None, mask_id: int | None = None,
                eos_ids: tuple[int, ...] | None = None, pack: bool = True) -> DiffusionLM:
-    """Load a LLaDA / Dream (or other registered) checkpoint directory, or an embedded zoo model by name.
+    """Load a LLaDA / Dream (or other registered) checkpoint directory, or an embedded zoo name.
 
+    Every problem with the directory raises a one-line `CheckpointError` (a `ValueError`) naming the file.
     `pack`: on CPU in fp32, linear layers run on oneDNN pre-packed weights (`models/packed.py`: faster,
     row-count invariant; costs a second copy of the linear weights)."""
     path = resolve_path(path_or_name)
-    config_dict = json.loads((path / "config.json").read_text())
+    config_dict = read_config(path)
     model_type = config_dict.get("model_type")
     if model_type not in ARCHITECTURES:
-        raise ValueError(f"`model_type` in {path / 'config.json'} must be one of {sorted(ARCHITECTURES)}, got "
-                         f"{model_type!r}; for another architecture build the module yourself and use `wrap`")
+        raise CheckpointError(f"`model_type` in {path / 'config.json'} must be one of {sorted(ARCHITECTURES)}, got "
+                              f"{model_type!r}; for another architecture build the module yourself and use `wrap`")
     arch = ARCHITECTURES[model_type]
-    config = arch.config_class.from_dict(config_dict)
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    config = build_config(arch, config_dict, path / "config.json")
+    mask = resolve_mask_id(config, config_dict, mask_id, path / "config.json")
+    device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     with torch.device("meta"):
         module = arch.model_class(config)
-    module.load_state_dict(read_state_dict(path), strict=True, assign=True)
+    module.load_state_dict(checked_state_dict(module, path, model_type), strict=True, assign=True)
     module = module.to(device=device, dtype=dtype).eval().requires_grad_(False)
     if pack and device.type == "cpu":
         pack_linears(module)
     tokenizer = load_tokenizer(path)
-    mask = mask_id if mask_id is not None else getattr(config, "mask_token_id", None)
-    if mask is None:
-        raise ValueError(f"{path / 'config.json'} has no `mask_token_id`; pass `mask_id=` to `load_model`")
     eos = tuple(eos_ids) if eos_ids is not None else end_of_text_ids(config, tokenizer)
-    return DiffusionLM(module, int(mask), eos, arch.shift, tokenizer, config.max_position_embeddings,
+    return DiffusionLM(module, mask, eos, arch.shift, tokenizer, config.max_position_embeddings,
                        getattr(config, "pad_token_id", None), native=True, name=path.name)
