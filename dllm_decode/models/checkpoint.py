@@ -99,10 +99,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return read_tensors(weight_files(path))
 
 
-def _names(keys: list[str]) -> str:
-    """'N (a, b, c, ...)': the count and the first few names."""
+def _names(keys: list[str], noun: str = "") -> str:
+    """'N noun (a, b, c, ...)': the count and the first few names."""
     more = ", ..." if len(keys) > SHOWN else ""
-    return f"{len(keys)} ({', '.join(keys[:SHOWN])}{more})"
+    return f"{len(keys)}{noun} ({', '.join(keys[:SHOWN])}{more})"
 
 
 def check_weights(expected: dict[str, tuple[int, ...]], found: Shapes, source: Path, model_type: str) -> None:
@@ -115,7 +115,7 @@ def check_weights(expected: dict[str, tuple[int, ...]], found: Shapes, source: P
     if missing and len(missing) == len(expected):
         raise CheckpointError(
             f"{source} holds the weights of another architecture than `model_type` {model_type!r} of its "
-            f"config.json: expected {_names(missing)} tensors, found {_names(unexpected)}; "
+            f"config.json: expected {_names(missing, ' tensors')}, found {_names(unexpected)}; "
             "pair the config.json with the weights of the same model")
     if missing or unexpected:
         parts = [f"{_names(missing)} missing"] if missing else []
