@@ -4,8 +4,8 @@ Registering them with transformers' Auto classes lets `AutoModelForCausalLM.from
 the other Auto classes below) build our code for a published checkpoint without remote code. Why this
 also keeps a checkpoint's own modeling_*.py from running: transformers (5.x `auto_factory`,
 `configuration_auto`) treats a registered `model_type` as local code, so with `trust_remote_code` unset
-it resolves to False without asking, and even with True a class registered from outside transformers
-wins over the `auto_map` entry.
+it resolves to False without asking, and (checked on 5.25) even with True a class registered from
+outside transformers wins over the `auto_map` entry.
 """
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ import transformers
 from torch import nn
 from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 
+from .dream import DreamConfig, DreamModel
+from .llada import LLaDAConfig, LLaDAModelLM
+
 # The Auto classes published diffusion-LM configs name in `auto_map` (LLaDA: AutoModel and
 # AutoModelForCausalLM; Dream: AutoModel; SDAR: AutoModelForCausalLM), plus AutoModelForMaskedLM,
 # which users reach for because these are masked LMs. Our model classes are full LMs for all of them.
 AUTO_CLASSES = ("AutoModel", "AutoModelForCausalLM", "AutoModelForMaskedLM")
-
-from .dream import DreamConfig, DreamModel
-from .llada import LLaDAConfig, LLaDAModelLM
 
 
 @dataclass(frozen=True)
