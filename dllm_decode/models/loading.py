@@ -150,6 +150,7 @@ def load_model(path_or_name: str | Path, *, dtype: str | torch.dtype | None = No
     Every problem with the directory raises a one-line `CheckpointError` (a `ValueError`) naming the file.
     `pack`: on CPU in fp32, linear layers run on oneDNN pre-packed weights (`models/packed.py`: faster,
     row-count invariant; costs a second copy of the linear weights)."""
+    device = resolve_device(device)  # first, so that every kind of checkpoint gets the same refusal
     path = resolve_path(path_or_name)
     config_dict = read_config(path)
     model_type = config_dict.get("model_type")
@@ -159,7 +160,6 @@ def load_model(path_or_name: str | Path, *, dtype: str | torch.dtype | None = No
     arch = ARCHITECTURES[model_type]
     config = build_config(arch, config_dict, path / "config.json")
     mask = resolve_mask_id(config, config_dict, mask_id, path / "config.json")
-    device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     with torch.device("meta"):
         module = arch.model_class(config)
