@@ -68,4 +68,32 @@ def encode_prompts(model: DiffusionLM, prompt: Any, chat_template: bool | None) 
             raise ValueError("`prompt` must not be empty: a diffusion LM needs at least one prompt token, got an "
                              "empty prompt")
         out.append(ids.to(device))
+    check_vocabulary(model, out)
     return out
+
+
+def vocabulary_size(model: DiffusionLM) -> int | None:
+    """The number of token ids the module embeds (its config's `vocab_size`, else its input embedding's
+    rows), or None for a foreign module that exposes neither."""
+    size = getattr(getattr(model.module, "config", None), "vocab_size", None)
+    if isinstance(size, int):
+        return size
+    try:
+        table = model.module.get_input_embeddings()
+    except (AttributeError, NotImplementedError):  # a plain nn.Module, or a PreTrainedModel that does not say
+        return None
+    return getattr(table, "num_embeddings", None)
+
+
+def check_vocabulary(model: DiffusionLM, prompts: list[Tensor]) -> None:
+    """Refuse ids outside [0, V): the embedding would raise an IndexError (or a CUDA assert) mid-decode."""
+    size = vocabulary_size(model)
+    if size is None:
+        return
+    ids = torch.cat(prompts)
+    outside = (ids < 0) | (ids >= size)
+    if bool(outside.any()):  # one host sync per request batch, before any forward
+        bad = ids[outside]
+        raise ValueError(f"`prompt` token ids must be in [0, {size}) for {model.name}'s vocabulary of {size} tokens, "
+                         f"got {int(bad[0])} ({bad.numel()} id(s) outside); encode prompts with this model's "
+                         "tokenizer")

@@ -42,7 +42,7 @@ def test_published_parameter_names_load_strictly(name, tmp_path):
     from safetensors.torch import save_file
 
     save_file(state, str(tmp_path / "model.safetensors"))
-    with pytest.raises(RuntimeError, match="renamed|Missing|Unexpected"):
+    with pytest.raises(ValueError, match=r"1 \(.*\) missing, 1 \(.*\.renamed\) unexpected"):
         load_model(tmp_path)
 
 

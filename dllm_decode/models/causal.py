@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from .adapter import DiffusionLM
-from .loading import end_of_text_ids, load_tokenizer, resolve_dtype, resolve_path
+from .directory import end_of_text_ids, load_tokenizer, resolve_dtype, resolve_path
 from .registry import ARCHITECTURES
 
 

@@ -1,17 +1,27 @@
 """Architectures the library implements, keyed by the `model_type` of their published config.json.
 
-Registering them with transformers' Auto classes lets `AutoModel.from_pretrained(dir)` build our code
-for a published checkpoint without `trust_remote_code`.
+Registering them with transformers' Auto classes lets `AutoModelForCausalLM.from_pretrained(dir)` (and
+the other Auto classes below) build our code for a published checkpoint without remote code. Why this
+also keeps a checkpoint's own modeling_*.py from running: transformers (5.x `auto_factory`,
+`configuration_auto`) treats a registered `model_type` as local code, so with `trust_remote_code` unset
+it resolves to False without asking, and (checked on 5.25) even with True a class registered from
+outside transformers wins over the `auto_map` entry.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import transformers
 from torch import nn
-from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 
 from .dream import DreamConfig, DreamModel
 from .llada import LLaDAConfig, LLaDAModelLM
+
+# The Auto classes published diffusion-LM configs name in `auto_map` (LLaDA: AutoModel and
+# AutoModelForCausalLM; Dream: AutoModel; SDAR: AutoModelForCausalLM), plus AutoModelForMaskedLM,
+# which users reach for because these are masked LMs. Our model classes are full LMs for all of them.
+AUTO_CLASSES = ("AutoModel", "AutoModelForCausalLM", "AutoModelForMaskedLM")
 
 
 @dataclass(frozen=True)
@@ -19,6 +29,7 @@ class Architecture:
     config_class: type[PretrainedConfig]
     model_class: type[PreTrainedModel]
     shift: int  # 1 where position i is predicted from hidden state i-1
+    auto_classes: tuple[str, ...] = AUTO_CLASSES  # transformers Auto classes that build `model_class`
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -35,12 +46,9 @@ def register_architecture(arch: Architecture) -> None:
 
 
 def _register_auto(arch: Architecture) -> None:
-    try:
-        AutoConfig.register(arch.config_class.model_type, arch.config_class, exist_ok=True)
-        AutoModel.register(arch.config_class, arch.model_class, exist_ok=True)
-    except TypeError:  # transformers < 4.46 has no exist_ok
-        AutoConfig.register(arch.config_class.model_type, arch.config_class)
-        AutoModel.register(arch.config_class, arch.model_class)
+    AutoConfig.register(arch.config_class.model_type, arch.config_class, exist_ok=True)
+    for name in arch.auto_classes:
+        getattr(transformers, name).register(arch.config_class, arch.model_class, exist_ok=True)
 
 
 for _arch in ARCHITECTURES.values():
