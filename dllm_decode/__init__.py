@@ -3,13 +3,31 @@
     from dllm_decode import Sampler, load_model
     model = load_model("tiny-llada")
     print(Sampler("threshold", threshold=0.9, gen_length=32).generate(model, "reverse [ Gemma Murray , Gavin Turner , Eleanor Jenkins ]").text)
+
+Exports load on first use (PEP 562), so `dllm-decode --help` and the task suite do not pay for torch and
+transformers. The first exported name touched imports the whole library, the speculative loops included.
 """
-from .api import Sampler
-from .models import DiffusionLM, load_model, wrap
-from .result import GenerationResult
-from .samplers import available_samplers, register
-from . import speculative  # noqa: E402,F401 - registers the ssd / s2d2 / deer loops and the SDAR architecture
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {"Sampler": "api", "GenerationResult": "result", "DiffusionLM": "models", "load_model": "models",
+            "wrap": "models", "available_samplers": "samplers", "register": "samplers"}
 __all__ = ["Sampler", "GenerationResult", "DiffusionLM", "load_model", "wrap", "available_samplers", "register",
            "__version__"]
+
+if TYPE_CHECKING:
+    from .api import Sampler
+    from .models import DiffusionLM, load_model, wrap
+    from .result import GenerationResult
+    from .samplers import available_samplers, register
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    importlib.import_module(".speculative", __name__)  # registers the ssd / s2d2 / deer loops and SDAR
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ..cache.base import NoCache
 from ..kernels.base import DenseAttention
-from ..loop import DecodePlan, Loop
+from ..loop import DecodePlan, Loop, record_step
 from ..models.adapter import DiffusionLM
 from ..models.causal import CausalLM
 from ..samplers.base import CommitRule, Decision, StepInput, choose
@@ -123,8 +123,7 @@ class DEER(Loop):
             stats["accepted"].append(verdict.accepted.where(active, torch.full_like(length, -1)))
             length = torch.where(active, self._commit(state, length, drafts, verdict, active, eos_ids), length)
             state.done = state.done | (length >= G)
-            if state.history is not None:
-                state.history.append(state.canvas.detach().clone().cpu())
+            record_step(state)  # trace history and the on_step callback
             state.step += 1
             still = ~state.done
             if bool(still.any()):
