@@ -43,10 +43,10 @@ def step_view(result: GenerationResult, tokenizer: Any, eos_ids: tuple[int, ...]
             done = [0 <= s <= step for s in stamps[row].tolist()]
             new = [p for p, s in enumerate(stamps[row].tolist()) if s == step]
             fills = sum(ids[p] in eos_ids for p in new)
-            shown = " ".join(f"{p}:{tokens[p]}" for p in new if ids[p] not in eos_ids)
+            shown = [f"{p}:{tokens[p]}" for p in new if ids[p] not in eos_ids] + ([f"+{fills} eos"] if fills else [])
             canvas = _canvas_line([EOS if d and i in eos_ids else t if d else MASK
                                    for t, d, i in zip(tokens, done, ids)])
-            lines.append(f"  step {step:>3} +{len(new):<3} {shown}" + (f" +{fills} eos" if fills else ""))
+            lines.append(f"  step {step:>3} +{len(new):<3} {' '.join(shown)}")
             lines.append(f"           | {canvas}")
     return "\n".join(lines)
 

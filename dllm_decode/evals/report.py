@@ -211,8 +211,8 @@ def write_report(run_dir: str | Path, *, plots: bool = True) -> dict[str, Path]:
     if plots:
         written["frontier"] = frontier_plot(configs, run / "frontier.png",
                                             title=run_title(header, configs, "score vs tokens per forward"))
-        written["task_frontier"] = task_frontier_plot(
-            configs, run / "task_frontier.png", title=run_title(header, configs, "per task: score vs tokens per forward"))
+        title = run_title(header, configs, "per task: score vs tokens per forward")
+        written["task_frontier"] = task_frontier_plot(configs, run / "task_frontier.png", title=title)
         written["per_task"] = per_task_plot(configs, run / "per_task.png",
                                             title=run_title(header, configs, "per-task scores"))
         text += ["![frontier](frontier.png)", "", "![per-task frontier](task_frontier.png)", "",
