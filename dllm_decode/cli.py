@@ -144,6 +144,7 @@ def _show_trace(args: argparse.Namespace, model: Any, result: Any) -> None:
 
 
 def cmd_samplers(args: argparse.Namespace) -> int:
+    from . import speculative  # noqa: F401 - registers the ssd / s2d2 / deer presets
     from .samplers.registry import ALIASES, available_samplers, resolve
 
     if args.name:

@@ -108,6 +108,14 @@ def test_the_cli_module_and_help_import_neither_torch_nor_transformers():
     assert proc.stdout.strip() == "[]"
 
 
+def test_samplers_in_a_fresh_process_lists_the_speculative_presets():
+    proc = subprocess.run([sys.executable, "-m", "dllm_decode.cli", "samplers"], env=subprocess_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    names = {line.split(":")[0] for line in proc.stdout.splitlines()}
+    assert {"ssd", "freedave", "s2d2", "deer"} <= names
+
+
 GEN = ["generate", "--sampler", "confidence", "-o", "gen_length=16", "-o", "steps=8", "--threads", "1", "--json"]
 
 
