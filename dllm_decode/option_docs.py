@@ -1,4 +1,4 @@
-"""One-line meanings of every sampler option, for `dllm-decode samplers NAME` and `Sampler.describe`.
+"""One-line meanings of every sampler option, shown by `dllm-decode samplers NAME` (`describe`).
 
 Kept as one table per component class (keyed by the class name, `DecodeConfig` for the shared options)
 rather than as field metadata spread over a dozen modules: the meaning of an option sits next to the
