@@ -5,7 +5,8 @@
     print(Sampler("threshold", threshold=0.9, gen_length=32).generate(model, "reverse [ Gemma Murray , Gavin Turner , Eleanor Jenkins ]").text)
 
 The exported names load on first use (PEP 562), so importing one subpackage (`dllm_decode.kernels`,
-say) imports only what that subpackage needs, not the whole library and transformers.
+say) imports only what that subpackage needs, not the whole library and transformers, and
+`dllm-decode --help` stays fast.
 """
 from __future__ import annotations
 

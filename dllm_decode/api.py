@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -20,6 +20,7 @@ from .cache import CACHES
 from .components import Component, pick
 from .config import DecodeConfig, fit_lengths
 from .kernels import ATTENTION
+from .loop import StepEvent
 from .plan import LOOPS, DecodePlan
 from .models.adapter import DiffusionLM
 from .models.causal import as_causal_target
@@ -143,9 +144,17 @@ class Sampler:
         return f"Sampler({self.name!r}, {', '.join(f'{k}={v!r}' for k, v in self.config.items() if k != 'sampler')})"
 
     @torch.no_grad()
-    def generate(self, model: DiffusionLM, prompt: Any) -> GenerationResult:
+    def generate(self, model: DiffusionLM, prompt: Any, *,
+                 on_step: Callable[[StepEvent], None] | None = None) -> GenerationResult:
         """Decode one prompt or a batch: str, list[str], LongTensor [L] or [B, L], or a list of 1-D tensors.
-        `model` is a `DiffusionLM`, or a plain transformers causal LM (DEER's target), wrapped here."""
+        `model` is a `DiffusionLM`, or a plain transformers causal LM (DEER's target), wrapped here.
+
+        `on_step(event)` streams each step's new commits (`loop.StepEvent`: step, [B, G] committed mask,
+        their tokens, the canvas), as CPU tensors; it costs one device->host copy per step, only when given.
+        """
+        if on_step is not None and not callable(on_step):
+            raise ValueError(f"`on_step` must be a callable taking a StepEvent, got {type(on_step).__name__}; "
+                             "e.g. on_step=lambda event: print(event.step, event.committed.sum().item())")
         model = as_causal_target(model)
         if not isinstance(model, DiffusionLM):
             raise ValueError(f"`model` must be a DiffusionLM from `load_model` or `wrap`, got {type(model).__name__}")
@@ -158,6 +167,7 @@ class Sampler:
         state = new_state(prompts, cfg.gen_length, plan.blocks.first_end(cfg.gen_length), model.pad_id,
                           model.mask_id, cfg.trace)
         state.rule_state = fitted.rule.init_state(len(prompts), cfg.gen_length, state.x.device)
+        state.on_step = on_step
         _synchronize(model.device)
         start = time.perf_counter()
         plan.loop.run(model, state, plan, generator)
@@ -181,3 +191,5 @@ def _owners(classes: dict[str, type[Component]]) -> dict[str, str]:
                                  "component; this composition is ambiguous")
             owners[option] = axis
     return owners
+
+

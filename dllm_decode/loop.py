@@ -126,10 +126,35 @@ def finish_step(state: DecodeState, plan: DecodePlan, active: Tensor, eos_ids: T
         filled = hook.after_commit(state, eos_ids)
         if filled is not None:
             state.commit_step.masked_fill_(filled, state.step)
-    if state.history is not None:
-        state.history.append(state.canvas.detach().clone().cpu())
+    record_step(state)
     advance_blocks(state, plan, active, taken)
     state.step += 1
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """What `generate(on_step=...)` receives after each step, on the CPU.
+
+    `committed` [B, G] bool: positions committed in this step (fills by early-commit hooks included);
+    `tokens` [B, G] long: their tokens, the mask id elsewhere; `canvas` [B, G] long: the canvas so far.
+    """
+
+    step: int
+    committed: Tensor
+    tokens: Tensor
+    canvas: Tensor
+
+
+def record_step(state: DecodeState) -> None:
+    """Trace history and the `on_step` callback; one device->host copy per step, only when either is on."""
+    if state.history is None and state.on_step is None:
+        return
+    canvas, stamps = torch.stack([state.canvas, state.commit_step]).cpu()  # stack copies: never aliases the state
+    if state.history is not None:
+        state.history.append(canvas)
+    if state.on_step is not None:
+        committed = stamps == state.step  # every commit of this step (hook fills included) carries its step
+        state.on_step(StepEvent(state.step, committed, canvas.masked_fill(~committed, state.mask_id), canvas))
 
 
 def denoise(model: DiffusionLM, state: DecodeState, plan: DecodePlan, generator: torch.Generator | None) -> None:

@@ -8,7 +8,7 @@ different steps under adaptive rules). Shapes: B batch, P padded prompt width, G
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -32,6 +32,7 @@ class DecodeState:
     nfe: int = 0
     rule_state: Any = None
     history: list[Tensor] | None = None  # canvases after each step, when traced
+    on_step: Callable[[Any], None] | None = None  # `generate(on_step=...)`: called with a StepEvent per step
     extras: dict[str, Any] = field(default_factory=dict)  # per-request state of blocks / early-commit hooks
 
     @property

@@ -18,7 +18,7 @@ def test_two_processes_match_one(tiny_model_dir, tmp_path):
            "-m", "dllm_decode.cli", "eval", "--model", str(tiny_model_dir), "--out", str(sharded), *ARGS]
     proc = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
-    assert proc.stdout.count("| confidence k=4 |") == 1  # only rank 0 prints
+    assert proc.stdout.count("| configuration | score |") == 1  # only rank 0 prints (the table, then per task)
     expected = records_of(single / "records.jsonl")
     assert len(expected) == 2 * 12
     assert records_of(sharded / "records.jsonl") == expected

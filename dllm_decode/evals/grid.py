@@ -10,10 +10,12 @@ from __future__ import annotations
 import ast
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..api import Sampler
 from .tasks import SUITES
+
+if TYPE_CHECKING:  # imported in `build`, so the CLI's --help stays free of torch
+    from ..api import Sampler
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class SamplerSpec:
 
     def build(self, gen_length: int) -> Sampler:
         """The validated `Sampler`; unknown names or options raise here, before any decoding."""
+        from ..api import Sampler
+
         return Sampler(self.sampler, **self.sampler_options(gen_length))
 
 

@@ -4,7 +4,7 @@ from .dream import DreamConfig, DreamModel
 from .llada import LLaDAConfig, LLaDAModelLM
 from .loading import load_model, zoo_names
 from .registry import ARCHITECTURES, Architecture, register_architecture
-from . import sdar  # noqa: E402,F401 - registers the SDAR architecture (sdar.py calls register_architecture)
+from . import sdar  # noqa: F401 - registers the SDAR architecture, so load_model serves it on its own
 
 __all__ = ["DiffusionLM", "wrap", "load_model", "zoo_names", "LLaDAConfig", "LLaDAModelLM", "DreamConfig",
            "DreamModel", "ARCHITECTURES", "Architecture", "register_architecture"]

@@ -21,6 +21,7 @@ class Preset:
     rule_defaults: dict[str, Any] = field(default_factory=dict)
     defaults: dict[str, Any] = field(default_factory=dict)  # general options (blocks, early_commit, ...)
     summary: str = ""
+    paper: str = ""  # the publication behind the preset, shown by `dllm-decode samplers`
 
 
 PRESETS: dict[str, Preset] = {}
@@ -28,7 +29,8 @@ ALIASES: dict[str, str] = {}
 
 
 def register(name: str, rule: type[CommitRule], *, rule_defaults: dict[str, Any] | None = None,
-             defaults: dict[str, Any] | None = None, summary: str = "", aliases: tuple[str, ...] = ()) -> None:
+             defaults: dict[str, Any] | None = None, summary: str = "", aliases: tuple[str, ...] = (),
+             paper: str = "") -> None:
     """Make `Sampler(name)` build `rule` with these defaults; every default stays overridable."""
     if not (isinstance(rule, type) and issubclass(rule, CommitRule)):
         raise ValueError(f"`rule` must be a CommitRule subclass, got {rule!r}")
@@ -40,7 +42,7 @@ def register(name: str, rule: type[CommitRule], *, rule_defaults: dict[str, Any]
     if unknown:
         raise ValueError(f"`rule_defaults` has options {sorted(unknown)} that {rule.__name__} does not take; "
                          f"valid: {rule.option_names()}")
-    PRESETS[name] = Preset(rule, dict(rule_defaults or {}), dict(defaults or {}), summary)
+    PRESETS[name] = Preset(rule, dict(rule_defaults or {}), dict(defaults or {}), summary, paper)
     ALIASES.update({alias: name for alias in aliases})
 
 
@@ -56,25 +58,36 @@ def available_samplers() -> list[str]:
     return sorted(set(PRESETS) | set(ALIASES))
 
 
+LLADA = "Nie et al. 2025, Large Language Diffusion Models (LLaDA), arXiv:2502.09992"
+FAST_DLLM = "Wu et al. 2025, Fast-dLLM, arXiv:2505.22618"
 register("confidence", LLaDATopK, rule_defaults={"remasking": "low_confidence"},
-         summary="LLaDA semi-AR top-k, low-confidence remasking")
-register("random", LLaDATopK, rule_defaults={"remasking": "random"}, summary="LLaDA semi-AR top-k, random remasking")
+         summary="LLaDA semi-AR top-k, low-confidence remasking", paper=LLADA)
+register("random", LLaDATopK, rule_defaults={"remasking": "random"}, summary="LLaDA semi-AR top-k, random remasking",
+         paper=LLADA)
 for _alg, _summary in (("origin", "Dream: each mask revealed with probability 1 - s/t"),
                        ("maskgit_plus", "Dream: top-k by max probability"),
                        ("topk_margin", "Dream: top-k by top-1 minus top-2 probability"),
                        ("entropy", "Dream: top-k by negative entropy")):
-    register(_alg, DreamTopK, rule_defaults={"alg": _alg}, summary=_summary)
+    register(_alg, DreamTopK, rule_defaults={"alg": _alg}, summary=_summary,
+             paper="Ye et al. 2025, Dream 7B: Diffusion Large Language Models")
 register("threshold", Threshold, summary="Fast-dLLM: commit every position with p >= threshold (0.9)",
-         aliases=("fastdllm",))
-register("factor", Factor, summary="Fast-dLLM factor rule: longest prefix with c_n >= 1 - f/(n+1)")
-register("entropy_threshold", EntropyThreshold, summary="dParallel: commit every position with entropy <= tau_H")
+         aliases=("fastdllm",), paper=FAST_DLLM)
+register("factor", Factor, summary="Fast-dLLM factor rule: longest prefix with c_n >= 1 - f/(n+1)",
+         paper=FAST_DLLM)
+register("entropy_threshold", EntropyThreshold, summary="dParallel: commit every position with entropy <= tau_H",
+         paper="Chen et al. 2025, dParallel: Learnable Parallel Decoding for dLLMs")
 
 register("creditdecoding", CreditDecoding, aliases=("credit",),
-         summary="CreditDecoding: threshold rule on logits fused with per-block trace credit")
-register("localleap", LocalLeap, summary="LocalLeap: relaxed threshold within a radius of confident anchors")
+         summary="CreditDecoding: threshold rule on logits fused with per-block trace credit",
+         paper="Wang et al. 2025, CreditDecoding: Accelerating Parallel Decoding in Diffusion LLMs with Trace Credits")
+register("localleap", LocalLeap, summary="LocalLeap: relaxed threshold within a radius of confident anchors",
+         paper="LocalLeap 2025, local-determinism-guided parallel decoding for diffusion LLMs")
 register("prophet", LLaDATopK, rule_defaults={"remasking": "low_confidence"}, defaults={"early_commit": "prophet"},
-         summary="Prophet: low-confidence top-k, all-in commit once the answer's top-2 logit gap is large")
+         summary="Prophet: low-confidence top-k, all-in commit once the answer's top-2 logit gap is large",
+         paper="Li et al. 2025, Diffusion Language Models Know the Answer Before Decoding")
 register("sched", LLaDATopK, rule_defaults={"remasking": "low_confidence"}, defaults={"early_commit": "sched"},
-         summary="SchED: low-confidence top-k, all-in commit once the span's gap clears a falling schedule")
+         summary="SchED: low-confidence top-k, all-in commit once the span's gap clears a falling schedule",
+         paper="SchED 2025, schedule-based early decoding for diffusion LMs")
 register("adablock", Threshold, defaults={"blocks": "adaptive"},
-         summary="AdaBlock: threshold rule in blocks that end at confidently predicted delimiters")
+         summary="AdaBlock: threshold rule in blocks that end at confidently predicted delimiters",
+         paper="Lu et al. 2025, AdaBlock-dLLM: Semantic-Aware Diffusion LLM Inference via Adaptive Block Size")

@@ -15,12 +15,14 @@ from .verifier import Verdict, verify
 
 register("ssd", LLaDATopK, rule_defaults={"remasking": "low_confidence"}, defaults={"loop": "ssd"},
          summary="SSD / FreeDave: lossless self-speculation over one-token-per-step confidence decoding",
-         aliases=("freedave",))
+         aliases=("freedave",), paper="SSD: self-speculative decoding for diffusion LLMs; FreeDave (public code)")
 
 register("deer", DraftFill, defaults={"loop": "deer"},
-         summary="DEER: a dLLM drafter fills `draft_length` masks in one step, an AR target verifies (lossless)")
+         summary="DEER: a dLLM drafter fills `draft_length` masks in one step, an AR target verifies (lossless)",
+         paper="DEER 2025, draft with diffusion, verify with autoregressive models")
 register("s2d2", Threshold, rule_defaults={"threshold": 0.85}, defaults={"loop": "s2d2", "block_length": 4},
-         summary="S2D2: block-diffusion drafts verified by the same model in AR mode, routed by expected gain")
+         summary="S2D2: block-diffusion drafts verified by the same model in AR mode, routed by expected gain",
+         paper="S2D2 2025, self-speculative decoding for block-diffusion models")
 
 __all__ = ["S2D2", "SelfSpeculative", "DEER", "DraftFill", "CausalLM", "load_causal_lm", "wrap_causal_lm", "Verdict",
            "verify"]

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from ..cache.base import NoCache
 from ..kernels.base import DenseAttention
+from ..loop import record_step
 from ..models.adapter import DiffusionLM
 from ..models.causal import CausalLM
 from ..plan import LOOPS, DecodePlan, Loop
@@ -133,8 +134,7 @@ class DEER(Loop):
             length = torch.where(active, self._commit(state, length, drafts, verdict, active, eos_ids, eos_fill),
                                  length)
             state.done = state.done | (length >= G)
-            if state.history is not None:
-                state.history.append(state.canvas.detach().clone().cpu())
+            record_step(state)  # trace history and the on_step callback
             state.step += 1
             still = ~state.done
             if bool(still.any()):
