@@ -126,12 +126,13 @@ class Sampler:
         state = new_state(prompts, cfg.gen_length, self.plan.blocks.first_end(cfg.gen_length), model.pad_id,
                           model.mask_id, cfg.trace)
         state.rule_state = self.rule.init_state(len(prompts), cfg.gen_length, state.x.device)
+        model.begin_request()
         _synchronize(model.device)
         start = time.perf_counter()
         self.plan.loop.run(model, state, self.plan, generator)
         _synchronize(model.device)
         return build_result(model, state, time.perf_counter() - start, self.config, self.plan.cache.nbytes(state),
-                            self.plan.loop.stats(state))
+                            {**self.plan.loop.stats(state), **model.stats()})
 
 
 def _synchronize(device: torch.device) -> None:
