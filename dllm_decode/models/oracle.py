@@ -68,10 +68,11 @@ class TaskOracle(nn.Module):
         close = self.canvas_start(ids, seen) - 1
         G = ids.shape[1] - close - 1
         answers, owner = self.answer_pack(ids[:, :close + 1].masked_fill(~seen[:, :close + 1], -1), G)
-        logp = self.marginals(ids[:, close + 1:].masked_fill(~seen[:, close + 1:], self.mask_id), answers, owner)
         rows = torch.arange(Lq, device=input_ids.device).expand(B, Lq) if logits_for is None else logits_for
         index = positions.gather(1, rows) - pos[:, close, None] - 1  # [B, n] canvas index of each query
-        canvas = logp.gather(1, index.clamp(0, G - 1)[..., None].expand(-1, -1, logp.shape[-1]))
+        canvas = ids[:, close + 1:].masked_fill(~seen[:, close + 1:], self.mask_id)
+        read = self.counts(canvas, answers, owner, index.clamp(0, G - 1))  # [B, n, V]
+        canvas = torch.where(read > 0, (read.clamp_min(1) / read.sum(-1, keepdim=True)).log(), FLOOR)
         own = torch.full_like(canvas, FLOOR).scatter_(-1, input_ids.gather(1, rows)[..., None], 0.0)
         return LogitsOutput(torch.where((index >= 0)[..., None], canvas, own))
 
@@ -123,21 +124,22 @@ class TaskOracle(nn.Module):
         self.packed = (prompts.clone(), G, answers, owner)
         return answers, owner
 
-    def marginals(self, canvas: Tensor, answers: Tensor, owner: Tensor) -> Tensor:
-        """log P(x_i = v | committed tokens) [B, G, V] over the consistent answers (fewest conflicts if none)."""
+    def counts(self, canvas: Tensor, answers: Tensor, owner: Tensor, index: Tensor) -> Tensor:
+        """Consistent answers with x_i = v [B, n, V] at canvas columns `index` [B, n] (the fewest-conflict
+        answers if none is consistent). Counts are integers < 2^24, exact in float32."""
         B, G = canvas.shape
+        n = index.shape[1]
         seen = canvas[owner]  # [N, G]
         conflicts = ((seen != self.mask_id) & (seen != answers)).sum(1)  # [N]
         best = torch.full((B,), G + 1, dtype=conflicts.dtype, device=canvas.device)
         best = best.scatter_reduce(0, owner, conflicts, "amin")
-        chosen = (conflicts == best[owner]).double()  # the consistent answers, or the fallback set
+        chosen = (conflicts == best[owner]).float()  # the consistent answers, or the fallback set
         self.fallbacks = self.fallbacks + (best > 0).sum()
-        flat = ((owner * G)[:, None] + torch.arange(G, device=canvas.device)) * self.vocab_size + answers  # [N, G]
-        counts = torch.zeros(B * G * self.vocab_size, dtype=torch.float64, device=canvas.device)
-        counts.index_add_(0, flat.reshape(-1), chosen[:, None].expand(-1, G).reshape(-1))
-        counts = counts.view(B, G, self.vocab_size)
-        logp = counts.log() - counts.sum(-1, keepdim=True).log()
-        return logp.float().clamp_min(FLOOR)
+        tokens = answers.gather(1, index[owner])  # [N, n]: each answer's token at its row's query columns
+        flat = ((owner * n)[:, None] + torch.arange(n, device=canvas.device)) * self.vocab_size + tokens
+        counts = torch.zeros(B * n * self.vocab_size, device=canvas.device)
+        counts.index_add_(0, flat.reshape(-1), chosen[:, None].expand(-1, n).reshape(-1))
+        return counts.view(B, n, self.vocab_size)
 
     def words(self, row: Tensor, seen: Tensor) -> str:
         return " ".join(self.book.tokenizer.convert_ids_to_tokens(row[seen & (row != self.mask_id)].tolist()))
