@@ -97,8 +97,8 @@ class TaskOracle(nn.Module):
         close = (ids == self.close_id) & seen
         first = torch.where(close.any(1), close.float().argmax(1), torch.full_like(ids[:, 0], -1))
         lo, hi = torch.stack([first.min(), first.max()]).tolist()  # the forward's one host sync
-        before = torch.arange(ids.shape[1], device=ids.device) <= max(hi, 0)
-        if (lo < 0 or lo != hi) and bool(((ids == self.mask_id) & seen & before).any()):
+        opening = ids.gather(1, seen.float().argmax(1, keepdim=True))  # each row's first real token
+        if (lo < 0 or lo != hi) and bool((opening == self.mask_id).any()):
             raise ValueError("the oracle has no unconditional distribution: a prompt holds mask tokens (e.g. "
                              "`cfg_scale` > 0 masks the prompt); use cfg_scale=0")
         if lo < 0:
