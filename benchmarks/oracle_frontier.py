@@ -7,14 +7,13 @@ Two resumable eval runs (`dllm_decode.evals.runner.run_eval`, the engine of `dll
    draw of the same suite.
 Prints the measured numbers and writes `docs/results/oracle.md`.
 
-    python benchmarks/oracle_frontier.py                   # ~5-10 min on 2 contended cores
+    python benchmarks/oracle_frontier.py                   # resumable; tens of minutes on 2 contended cores
     python benchmarks/oracle_frontier.py --per-length 2 --sweep-per-length 1 --no-write   # a smoke run
 """
 from __future__ import annotations
 
 import argparse
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -114,15 +113,16 @@ def best_point(configs: list[dict[str, Any]], reference: dict[str, Any]) -> list
 
 
 def run(model, specs: list[str], settings: EvalSettings, out: Path) -> tuple[list[dict[str, Any]], float]:
-    start = time.perf_counter()
+    """The run's configurations and its decoding time: the sum of every batch's `generate` wall time, read
+    from the records, so a resumed run reports the time of all its batches, not of the last invocation."""
     configs = run_eval(model, parse_grid(specs), settings, out, model_id="oracle", progress=False)
-    return configs, time.perf_counter() - start
+    return configs, sum(c["wall_time"] for c in configs)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-length", type=int, default=25, help="defaults run: samples per task and length")
-    parser.add_argument("--sweep-per-length", type=int, default=5, help="sweep run: samples per task and length")
+    parser.add_argument("--sweep-per-length", type=int, default=3, help="sweep run: samples per task and length")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs", default=str(REPO / "runs"), help="where the resumable run directories go")
     parser.add_argument("--out", default=str(REPO / "docs" / "results" / "oracle.md"))
@@ -161,14 +161,16 @@ def render(defaults: list[dict[str, Any]], sweep: list[dict[str, Any]], t_defaul
         "",
         f"## Full suite x every policy's defaults ({n_def} decodes, {len(defaults)} policies)",
         "",
-        f"Measured wall time: **{t_defaults:.0f} s** (decoding plus runner bookkeeping, {args.threads} torch thread, "
-        "on 2 cores shared with other jobs: load average about 8 while this ran, so an idle machine is faster).",
+        f"Measured decoding time: **{t_defaults:.0f} s** (the sum of every batch's `generate` wall time, batches "
+        f"of 32, {args.threads} torch thread, on 2 cores shared with other jobs: load average 7-9 while this ran, "
+        "so an idle machine is faster; runner bookkeeping and start-up add a few seconds).",
         "",
         *adaptivity_table(defaults),
         "",
         "## Sweeps: score per task (tokens per forward) against tokens per forward",
         "",
-        f"{sum(c['n'] for c in sweep)} decodes, {len(sweep)} configurations, {t_sweep:.0f} s.",
+        f"{sum(c['n'] for c in sweep)} decodes, {len(sweep)} configurations, {t_sweep:.0f} s of decoding. Cells: "
+        "score (tokens per forward) per task.",
         "",
         *per_task_table(sweep),
         "",
