@@ -18,9 +18,9 @@ lost): the row falls back to the answers with the fewest conflicts with its comm
 fallback is counted in `GenerationResult.loop_stats["oracle_fallbacks"]` (row-forwards: a row counts
 once per forward in that state).
 
-Cost per forward (measured: 1 thread, 2 cores shared with other jobs at load average ~8, min of 50;
-`python -c` snippet in the report of issue 20): 32 six-name shuffles (N = 23,008 answers), logits for
-all 32 canvas columns: 100 ms; 32 latin grids with 3 givens (N = 440): 20 ms; 32 copies (N = 32): 15 ms.
+Cost per forward (measured: 1 thread, 2 cores shared with other jobs at load average ~8, min of 5 x 10;
+`python benchmarks/oracle_step.py`): 32 six-name shuffles (N = 23,008 answers), logits for
+all 32 canvas columns: 94-100 ms; 32 latin grids, 3 givens (N = 440): 20 ms; 32 copies (N = 32): 15-21 ms.
 The work is O(N x G) for the consistency test, O(N x n) for the scatter-add of the counts and
 O(B x n x V) for the log-probabilities; no Python loop over answers or positions.
 Shapes: B batch, S columns (prompt + canvas), G canvas, N answers of the batch, V vocabulary.
