@@ -152,9 +152,10 @@ def test_the_loops_that_need_another_model_are_the_ones_skipped():
 
 @pytest.mark.parametrize("cache", sorted(CACHES))
 def test_every_cache_runs_and_stepwise_stays_exact(oracle, suite, cache):
-    result = Sampler("confidence", gen_length=G, block_length=8, cache=cache).generate(oracle, [s.prompt for s in suite])
+    prompts = [s.prompt for s in suite]
+    result = Sampler("confidence", gen_length=G, block_length=8, cache=cache).generate(oracle, prompts)
     assert [score(s, t) for s, t in zip(suite, result.text)] == [1.0] * len(suite)
-    threshold = Sampler("threshold", gen_length=G, cache=cache).generate(oracle, [s.prompt for s in suite])
+    threshold = Sampler("threshold", gen_length=G, cache=cache).generate(oracle, prompts)
     assert all(score(s, t) == 1.0 for s, t in zip(suite, threshold.text) if s.task in DETERMINISTIC)
 
 

@@ -74,16 +74,17 @@ class TaskOracle(nn.Module):
         index = positions.gather(1, rows) - pos[:, close, None] - 1  # [B, n] canvas index of each query
         canvas = ids[:, close + 1:].masked_fill(~seen[:, close + 1:], self.mask_id)
         read = self.counts(canvas, answers, owner, index.clamp(0, G - 1))  # [B, n, V]
-        canvas = torch.where(read > 0, (read.clamp_min(1) / read.sum(-1, keepdim=True)).log(), FLOOR)
-        own = torch.full_like(canvas, FLOOR).scatter_(-1, input_ids.gather(1, rows)[..., None], 0.0)
-        return LogitsOutput(torch.where((index >= 0)[..., None], canvas, own))
+        logp = torch.where(read > 0, (read.clamp_min(1) / read.sum(-1, keepdim=True)).log(), FLOOR)
+        own = torch.full_like(logp, FLOOR).scatter_(-1, input_ids.gather(1, rows)[..., None], 0.0)
+        return LogitsOutput(torch.where((index >= 0)[..., None], logp, own))
 
     def columns(self, input_ids: Tensor, positions: Tensor, attention_mask: Tensor | None,
                 cache: Any) -> tuple[Tensor, Tensor, Tensor]:
         """Token ids, positions and which columns this forward can see, [B, S] each."""
         if attention_mask is not None and attention_mask.dim() != 2:
             raise ValueError(f"`attention_mask` must be a 2-D key mask [B, S] for the oracle (one canvas per row), "
-                             f"got shape {tuple(attention_mask.shape)}; block-causal loops need a block-diffusion model")
+                             f"got shape {tuple(attention_mask.shape)}; block-causal loops need a block-diffusion "
+                             "model")
         if cache is None:
             ids, pos, seen = input_ids, positions, torch.ones_like(input_ids, dtype=torch.bool)
         else:  # ids + 1 and positions + 1, so a never-written buffer column (0) reads as unseen
@@ -98,15 +99,16 @@ class TaskOracle(nn.Module):
         """The column after each row's prompt-closing `]`; left padding aligns it across rows."""
         close = (ids == self.close_id) & seen
         first = torch.where(close.any(1), close.float().argmax(1), torch.full_like(ids[:, 0], -1))
-        lo, hi = torch.stack([first.min(), first.max()]).tolist()  # the forward's one host sync
+        lo, hi = torch.stack([first.min(), first.max()]).tolist()  # host read: the canvas start is a slice bound
         opening = ids.gather(1, seen.float().argmax(1, keepdim=True))  # each row's first real token
         if (lo < 0 or lo != hi) and bool((opening == self.mask_id).any()):
             raise ValueError("the oracle has no unconditional distribution: a prompt holds mask tokens (e.g. "
                              "`cfg_scale` > 0 masks the prompt); use cfg_scale=0")
         if lo < 0:
             row = int((first < 0).nonzero()[0])
-            raise ValueError(f"the oracle cannot read the prompt {self.words(ids[row], seen[row])!r}: a compact task-suite "
-                             "prompt ends with its list `[ ... ]`, e.g. 'reverse [ Gemma Murray , Gavin Turner ]'")
+            raise ValueError(f"the oracle cannot read the prompt {self.words(ids[row], seen[row])!r}: a compact "
+                             "task-suite prompt ends with its list `[ ... ]`, e.g. 'reverse [ Gemma Murray , Gavin "
+                             "Turner ]'")
         if lo != hi:
             raise ValueError(f"the oracle expects every row's prompt to end at the same column (left padding), got "
                              f"columns {lo}..{hi}; pass prompts through `Sampler.generate`")
