@@ -80,7 +80,7 @@ class DiffusionLM:
 
     def begin_request(self) -> None:
         """Called by `Sampler.generate` before decoding: a module with per-request counters resets them."""
-        if hasattr(self.module, "request_stats"):
+        if hasattr(self.module, "begin_request"):
             self.module.begin_request()
 
     def stats(self) -> dict[str, Any]:
