@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -187,11 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     model = load_model("oracle")
     runs = Path(args.runs)
+    load = [os.getloadavg()[0]]
     defaults, t_defaults = run(model, list(DEFAULTS), EvalSettings(suite="all", per_length=args.per_length),
                                runs / f"oracle-defaults-{args.per_length}")
     sweep, t_sweep = run(model, list(PRESETS["oracle-frontier"].samplers),
                          EvalSettings(suite="all", per_length=args.sweep_per_length),
                          runs / f"oracle-frontier-{args.sweep_per_length}")
+    load.append(os.getloadavg()[0])
+    args.load = load
     accepted = mean_accepted(runs / f"oracle-defaults-{args.per_length}", "ssd")
     page = render(defaults, sweep, t_defaults, t_sweep, args, accepted)
     print("\n".join(page))
@@ -218,8 +222,9 @@ def render(defaults: list[dict[str, Any]], sweep: list[dict[str, Any]], t_defaul
         f"## Full suite x every policy's defaults ({n_def} decodes, {len(defaults)} policies)",
         "",
         f"Measured decoding time: **{t_defaults:.0f} s** (the sum of every batch's `generate` wall time, batches "
-        f"of 32, {args.threads} torch thread, on 2 cores shared with other jobs: load average 7-9 while this ran, "
-        "so an idle machine is faster; runner bookkeeping and start-up add a few seconds).",
+        f"of 32, {args.threads} torch thread, on 2 cores shared with other jobs: 1-minute load average "
+        f"{args.load[0]:.1f} at the start and {args.load[1]:.1f} at the end of this invocation; runner bookkeeping "
+        "and start-up add a few seconds; a resumed run sums the batches of every invocation).",
         "",
         *adaptivity_table(defaults),
         "",

@@ -123,8 +123,8 @@ def _series(start: float, stop: float, step: float) -> str:
 
 PRESETS: dict[str, Preset] = {
     "quick": Preset(("confidence:k=1,2,4", "threshold:threshold=0.7,0.9", "factor:factor=1.0"), suite="all",
-                    per_length=2, description="six baseline configurations on a small draw of every task (about a "
-                    "minute on 2 CPU cores with `--model oracle`)"),
+                    per_length=2, description="six baseline configurations on a small draw of every task (13 s on 2 "
+                    "CPU cores with `--model oracle`, 1-2 min when the machine is busy)"),
     "oracle-frontier": Preset(
         ("confidence:k=1,2,4,8,16,32", "random:k=1,2,4,8,16,32", "origin:k=1,2,4,8,32", "maskgit_plus:k=1,2,4,8,32",
          "topk_margin:k=1,2,4,8,32", "entropy:k=1,2,4,8,32", "threshold:threshold=0.5,0.7,0.8,0.9,0.95,0.99,1.0",
