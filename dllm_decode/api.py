@@ -168,12 +168,13 @@ class Sampler:
                           model.mask_id, cfg.trace)
         state.rule_state = fitted.rule.init_state(len(prompts), cfg.gen_length, state.x.device)
         state.on_step = on_step
+        model.begin_request()
         _synchronize(model.device)
         start = time.perf_counter()
         plan.loop.run(model, state, plan, generator)
         _synchronize(model.device)
         return build_result(model, state, time.perf_counter() - start, fitted.config, plan.cache.nbytes(state),
-                            plan.loop.stats(state))
+                            {**plan.loop.stats(state), **model.stats()})
 
 
 def _synchronize(device: torch.device) -> None:

@@ -136,8 +136,19 @@ def _series(start: float, stop: float, step: float) -> str:
 
 
 PRESETS: dict[str, Preset] = {
-    "quick": Preset(("confidence:k=1,2,4", "threshold:threshold=0.7,0.9", "factor:factor=1.0"), per_length=2,
-                    description="six baseline configurations on a small waiting-line suite (a few CPU minutes)"),
+    "quick": Preset(("confidence:k=1,2,4", "threshold:threshold=0.7,0.9", "factor:factor=1.0"), suite="all",
+                    per_length=2, description="six baseline configurations on a small draw of every task (13 s on 2 "
+                    "CPU cores with `--model oracle`, 1-2 min when the machine is busy)"),
+    "oracle-frontier": Preset(
+        ("confidence:k=1,2,4,8,16,32", "random:k=1,2,4,8,16,32", "origin:k=1,2,4,8,32", "maskgit_plus:k=1,2,4,8,32",
+         "topk_margin:k=1,2,4,8,32", "entropy:k=1,2,4,8,32", "threshold:threshold=0.5,0.7,0.8,0.9,0.95,0.99,1.0",
+         "factor:factor=0.25,0.5,1,2,4", "entropy_threshold:entropy_threshold=0.05,0.25,0.5,1,2",
+         "creditdecoding:threshold=0.5,0.7,0.9,0.99", "localleap:radius=0,1,2,4,8",
+         "localleap:relaxed_threshold=0.5,0.6,0.75,0.9", "prophet:k=1,2,4", "sched:tau_high=7.5,15,30",
+         "adablock:delimiter_ids=4:threshold=0.7,0.9,0.99", "threshold:eos_fill=true:threshold=0.5,0.7,0.9",
+         "confidence:eos_fill=true:k=1,2,4", "ssd:draft_length=2,4,8"),
+        suite="all", per_length=5,
+        description="each commit rule's main knob swept (benchmarks/oracle_frontier.py; meant for --model oracle)"),
     "parallelbench": Preset(
         ("confidence:k=1,2,4,8,16,32", f"threshold:threshold={_series(0.5, 1.0, 0.1)}",
          f"factor:factor={_series(0.7, 1.9, 0.2)}"),

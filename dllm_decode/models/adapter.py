@@ -82,6 +82,16 @@ class DiffusionLM:
 
     __call__ = forward
 
+    def begin_request(self) -> None:
+        """Called by `Sampler.generate` before decoding: a module with per-request counters resets them."""
+        if hasattr(self.module, "begin_request"):
+            self.module.begin_request()
+
+    def stats(self) -> dict[str, Any]:
+        """The module's per-request accounting (e.g. the oracle's fallbacks) for `GenerationResult.loop_stats`;
+        empty for networks."""
+        return self.module.request_stats() if hasattr(self.module, "request_stats") else {}
+
     def _forward_wrapped(self, input_ids, positions, attention_mask, cache, logits_for, attention) -> Tensor:
         if cache is not None or attention is not None:
             raise ValueError(f"a wrapped module ({type(self.module).__name__}) cannot use a KV cache or an attention "

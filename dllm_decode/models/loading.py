@@ -26,8 +26,13 @@ def load_model(path_or_name: str | Path, *, dtype: str | torch.dtype | None = No
 
     Every problem with the directory raises a one-line `CheckpointError` (a `ValueError`) naming the file.
     `pack`: on CPU in fp32, linear layers run on oneDNN pre-packed weights (`models/packed.py`: faster,
-    row-count invariant; costs a second copy of the linear weights)."""
+    row-count invariant; costs a second copy of the linear weights). `"oracle"`: the exact denoiser of the
+    task suite (`models/oracle.py`; it has no linear layers, so `pack` changes nothing)."""
     device = resolve_device(device)  # first, so that every kind of checkpoint gets the same refusal
+    if str(path_or_name) == "oracle" and not Path(path_or_name).is_dir():
+        from .oracle import load_oracle
+
+        return load_oracle(device=device, dtype=dtype, mask_id=mask_id, eos_ids=eos_ids)
     path = resolve_path(path_or_name)
     config_dict = read_config(path)
     model_type = config_dict.get("model_type")
