@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .metrics import PB_LEVELS, frontier_points, pbx_table, policy_of, summarize
+from .parallelbench import reference as parallelbench
 from .records import RECORDS_FILE, read_run
 
 REPORT_FILE = "report.md"
@@ -128,11 +129,16 @@ def write_report(run_dir: str | Path, *, plots: bool = True) -> dict[str, Path]:
             f"dllm_decode {header.get('dllm_decode')}. {header.get('wall_time_note', '')}", "",
             markdown_table(configs), "", "## PBx (tokens per step at score >= x%)", "", pbx_markdown(configs), "",
             "## Per-task scores", "", per_task_markdown(configs), ""]
+    bench = parallelbench.report_block(configs, header)
+    text += parallelbench.markdown(bench) if bench else []
     (run / REPORT_FILE).write_text("\n".join(text))  # first, so a missing matplotlib still leaves the table
     written["markdown"] = run / REPORT_FILE
     if plots:
         written["frontier"] = frontier_plot(configs, run / "frontier.png")
         written["per_task"] = per_task_plot(configs, run / "per_task.png")
         text += ["![frontier](frontier.png)", "", "![per task](per_task.png)", ""]
+        if bench:
+            written["parallelbench"] = parallelbench.reference_plot(bench, run / parallelbench.PLOT_FILE)
+            text += [f"![parallelbench]({parallelbench.PLOT_FILE})", ""]
         (run / REPORT_FILE).write_text("\n".join(text))
     return written

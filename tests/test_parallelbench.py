@@ -1,0 +1,275 @@
+"""The ParallelBench loader, chat turns, infill canvas and plain/strict scores, on a small set the tests
+write themselves in the published layout (<group>/<task>.jsonl + <group>/task_config.yaml), with
+invented names and tasks."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from dllm_decode import Sampler, wrap
+from dllm_decode.evals.metrics import summarize
+from dllm_decode.evals.parallelbench import (PAPER_AVERAGES, batch_inputs, grade, load_parallelbench, parse_items,
+                                             plain_join, render, summary_block)
+from tests.conftest import tiny_llada_module
+
+NAMES = ["Ada Quill", "Bo Fenn", "Cy Marsh", "Di Vale", "Eb Stone"]
+LINE = 'Queue desk.\\nPeople: {context}\\nAnswer with the list.'  # a literal backslash-n, as in the YAML files
+INSERT = 'Queue desk.\\nAdd "{word}" anywhere: {context}'
+SUDOKU = "Fill the zeros:\\n{sudoku}\\nOutput:\\n"
+LATIN = "Square of size {size} with {symbols}."
+
+
+def lst(names: list[str]) -> str:
+    return "[" + ", ".join(f'"{n}"' for n in names) + "]"
+
+
+def fmt(n: int) -> str:
+    return lst(["[MASK]"] * n)
+
+
+def line_record(names: list[str], answer, example_names: list[str], example_answer, **extra) -> dict:
+    example = {"input": {"context": lst(example_names), **extra.get("example_input", {})}, "answer": example_answer,
+               "output_format": fmt(len(example_names)), "metadata": {"length": len(example_names)}}
+    return {"input": {"context": lst(names), **extra.get("input", {}), "icl_examples": [example]},
+            "answer": answer, "output_format": extra.get("output_format", fmt(len(names))),
+            "metadata": {"length": len(names)}}
+
+
+def write_group(root: Path, group: str, configs: dict, tasks: dict[str, list[dict]]) -> None:
+    (root / group).mkdir(parents=True, exist_ok=True)
+    (root / group / "task_config.yaml").write_text(yaml.safe_dump(configs))
+    for task, records in tasks.items():
+        (root / group / f"{task}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+@pytest.fixture(scope="module")
+def bench_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("pbench")
+    copy = [line_record(NAMES[:2], lst(NAMES[:2]), NAMES[2:5], lst(NAMES[2:5])),
+            line_record(NAMES[1:4], lst(NAMES[1:4]), NAMES[:2], lst(NAMES[:2]))]
+    swap = [line_record(NAMES[:3], {"input": NAMES[:3], "example": lst(NAMES[2::-1])}, NAMES[3:],
+                        {"input": NAMES[3:], "example": lst(NAMES[:2:-1])})]
+    add = [line_record(NAMES[:2], {"input": NAMES[:2], "word": "Eb Stone"}, NAMES[2:4],
+                       {"input": NAMES[2:4], "word": "Ada Quill", "example": lst(["Ada Quill", *NAMES[2:4]])},
+                       input={"word": "Eb Stone"}, example_input={"word": "Ada Quill"}, output_format=fmt(3))]
+    write_group(root, "queue", {
+        "queue/mirror": {"prompt": LINE, "metric": "list_match_score"},
+        "queue/swap": {"prompt": LINE, "metric": "list_shuffle_score"},
+        "queue/add": {"prompt": INSERT, "metric": "list_random_insert_score"},
+        "queue/essay": {"prompt": "Write about {context}.", "metric": "sentence_to_words_score"},
+    }, {"mirror": copy, "swap": swap, "add": add, "essay": [{"input": {"context": "x"}, "answer": {"words": []}}]})
+    sudoku = {"input": {"sudoku": "1200\n3412\n2143\n4321",
+                        "icl_examples": [{"input": {"sudoku": "0234\n3412\n2143\n4321"},
+                                          "answer": "1234\n3412\n2143\n4321"}]},
+              "answer": "1234\n3412\n2143\n4321", "metadata": {"length": 14}}
+    latin = {"input": {"size": 2, "symbols": "[P, Q]", "icl_examples": []},
+             "answer": {"symbols": ["P", "Q"], "example": "P,Q\nQ,P"}, "metadata": {"length": 2}}
+    write_group(root, "grid", {"grid/mini_sudoku": {"prompt": SUDOKU, "metric": "sudoku_score"},
+                               "grid/mini_latin": {"prompt": LATIN, "metric": "latin_square_score"}},
+                {"mini_sudoku": [sudoku], "mini_latin": [latin]})
+    return root
+
+
+@pytest.fixture(scope="module")
+def suite(bench_dir, tmp_path_factory):
+    with pytest.warns(UserWarning, match="skipping queue/essay: its metric 'sentence_to_words_score'"):
+        return load_parallelbench(bench_dir, cache_dir=str(tmp_path_factory.mktemp("hf-cache")))
+
+
+def by_task(suite, task):
+    return [s for s in suite.samples if s.task == task]
+
+
+def test_loader_lists_tasks_and_skips_unknown_metrics(suite):
+    assert suite.tasks == ["grid/mini_latin", "grid/mini_sudoku", "queue/add", "queue/mirror", "queue/swap"]
+    assert suite.skipped == {"queue/essay": "sentence_to_words_score"}
+    assert [s.id for s in by_task(suite, "queue/mirror")] == ["queue/mirror:1", "queue/mirror:2"]
+
+
+def test_messages_follow_the_authors_construction(suite):
+    """ICL user turn (template over the example input, backslash-n -> newline), assistant turn (answer
+    string or its `example`), then the sample's user turn."""
+    first = by_task(suite, "queue/mirror")[0]
+    assert first.messages == (
+        {"role": "user", "content": f"Queue desk.\nPeople: {lst(NAMES[2:5])}\nAnswer with the list."},
+        {"role": "assistant", "content": lst(NAMES[2:5])},
+        {"role": "user", "content": f"Queue desk.\nPeople: {lst(NAMES[:2])}\nAnswer with the list."})
+    add = by_task(suite, "queue/add")[0]
+    assert add.messages[1] == {"role": "assistant", "content": lst(["Ada Quill", *NAMES[2:4]])}  # the `example`
+    assert add.messages[2]["content"] == f'Queue desk.\nAdd "Eb Stone" anywhere: {lst(NAMES[:2])}'
+    swap = by_task(suite, "queue/swap")[0]
+    assert swap.messages[1]["content"] == lst(NAMES[:2:-1])
+    sudoku = by_task(suite, "grid/mini_sudoku")[0]
+    assert [m["content"] for m in sudoku.messages] == [
+        "Fill the zeros:\n0234\n3412\n2143\n4321\nOutput:\n", "1234\n3412\n2143\n4321",
+        "Fill the zeros:\n1200\n3412\n2143\n4321\nOutput:\n"]
+    latin = by_task(suite, "grid/mini_latin")[0]
+    assert latin.messages == ({"role": "user", "content": "Square of size 2 with [P, Q]."},)
+    assert first.prompt == plain_join(first.messages)
+    assert plain_join(latin.messages) == "user: Square of size 2 with [P, Q].\n\nassistant:"
+
+
+@pytest.mark.parametrize("text, plain, strict", [
+    ('["Ada Quill", "Bo Fenn"]', 1.0, 1.0),
+    ('Sure: ["x"] then ["Ada Quill", "Bo Fenn"] done', 1.0, 1.0),  # the last [...] counts
+    ("[Ada Quill, Bo Fenn]", 1.0, 0.0),  # unquoted items: plain only
+    ('["Ada Quill","Bo Fenn"]', 1.0, 0.0),  # strict needs exactly `", "` between items
+    ('"Ada Quill", "Bo Fenn"', 1.0, 0.0),  # no brackets: plain reads the whole text
+    ('["Ada Quill", "Bo Fenn"', 1.0, 0.0),  # no closing bracket
+    ("['Ada Quill', 'Bo Fenn']", 0.0, 0.0),  # single quotes are not stripped
+    ('["Ada Quill", "Bo Fenn", ]', 1.0, 0.0),  # plain drops empty items
+    ('["Bo Fenn", "Ada Quill"]', 0.0, 0.0),
+])
+def test_list_match_plain_and_strict(suite, text, plain, strict):
+    sample = by_task(suite, "queue/mirror")[0]
+    assert grade(sample.metric, sample.data, text) == {"score": plain, "score_strict": strict}
+
+
+def test_strict_parse_rules():
+    assert parse_items('["A", "B"]', strict=True) == ["A", "B"]
+    assert parse_items('["A", "B""]', strict=True) is None  # a quote inside an item
+    assert parse_items('[" A", "B"]', strict=True) == [" A", "B"]  # strict keeps inner spaces
+    assert parse_items('[" A", "B"]', strict=False) == ["A", "B"]
+    assert parse_items("[]", strict=True) is None
+    assert parse_items("[]", strict=False) == []
+
+
+def test_random_edit_metrics(suite):
+    swap = by_task(suite, "queue/swap")[0]
+    assert grade(swap.metric, swap.data, lst(NAMES[2::-1]))["score"] == 1.0
+    assert grade(swap.metric, swap.data, lst(NAMES[:3]))["score"] == 0.0  # unchanged order is not a shuffle
+    add = by_task(suite, "queue/add")[0]
+    assert grade(add.metric, add.data, lst(["Ada Quill", "Eb Stone", "Bo Fenn"])) == {"score": 1.0,
+                                                                                      "score_strict": 1.0}
+    assert grade(add.metric, add.data, lst(["Ada Quill", "Cy Marsh", "Bo Fenn"]))["score"] == 0.0
+
+
+def test_puzzle_metrics(suite):
+    sudoku = by_task(suite, "grid/mini_sudoku")[0]
+    assert grade(sudoku.metric, sudoku.data, "1234\n3412\n2143\n4321") == {"score": 1.0, "score_strict": 1.0}
+    assert grade(sudoku.metric, sudoku.data, "1 2 3 4\n3,4,1,2\n\n2143\n4321\n") == {"score": 1.0,
+                                                                                   "score_strict": 0.0}
+    assert grade(sudoku.metric, sudoku.data, "1234\n3412\n2143\n4312")["score"] == 0.0
+    latin = by_task(suite, "grid/mini_latin")[0]
+    assert grade(latin.metric, latin.data, "Here:\nQ, P\nP,Q") == {"score": 1.0, "score_strict": 1.0}
+    assert grade(latin.metric, latin.data, "P,Q\nP,Q")["score"] == 0.0
+
+
+def records_for(config_id: str, tps_nfe: int, scores: dict[str, list[tuple[float, float]]]) -> list[dict]:
+    return [{"config_id": config_id, "label": config_id, "sampler": "confidence", "options": {"k": 1},
+             "config": {"steps": 8}, "task": task, "id": f"{task}:{i}", "score": plain, "score_strict": strict,
+             "nfe": tps_nfe, "gen_tokens": 8, "canvas_length": 8, "wall_time": 1.0}
+            for task, rows in scores.items() for i, (plain, strict) in enumerate(rows)]
+
+
+def test_scores_per_task_and_average_x100():
+    records = records_for("k1", 8, {"a/one": [(1.0, 1.0), (1.0, 0.0)], "a/two": [(0.0, 0.0), (1.0, 1.0),
+                                                                                  (1.0, 1.0), (1.0, 0.0)]})
+    block = summary_block(summarize(records)["configs"], {"a/three": "grammar_score"})
+    scores = block["scores"]["k1"]
+    assert scores["per_task"]["a/one"] == {"score": 100.0, "score_strict": 50.0, "n": 2}
+    assert scores["per_task"]["a/two"] == {"score": 75.0, "score_strict": 50.0, "n": 4}
+    assert scores["score"] == pytest.approx(87.5) and scores["score_strict"] == pytest.approx(50.0)  # mean of tasks
+    assert block["pbx"]["PB80"] == pytest.approx(1.0) and block["pbx"]["PB90"] is None
+    assert block["skipped_tasks"] == {"a/three": "grammar_score"}
+    assert block["paper_averages"]["LLaDA-1.5"] == {"k=1": 86.4, "k=2": 74.4, "k=4": 58.9, "k=8": 41.1}
+    assert PAPER_AVERAGES["Dream-7B"] == {1: 86.6, 2: 80.4, 4: 60.2, 8: 44.6}
+
+
+def bad_dir(tmp_path: Path, lines: list[str], prompt: str = LINE) -> Path:
+    (tmp_path / "q").mkdir()
+    (tmp_path / "q" / "task_config.yaml").write_text(yaml.safe_dump({"q/t": {"prompt": prompt,
+                                                                              "metric": "list_match_score"}}))
+    (tmp_path / "q" / "t.jsonl").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+GOOD = json.dumps({"input": {"context": lst(NAMES[:2])}, "answer": lst(NAMES[:2])})
+
+
+@pytest.mark.parametrize("line, match", [
+    ('{"input": {"context": "[]"}, "answer": ', r"t\.jsonl:3: each line must be one JSON record"),
+    ('{"input": {"context": "[]"}}', r"t\.jsonl:3: a record must have the fields \['input', 'answer'\], "
+                                     r"missing \['answer'\]"),
+    ('{"input": {"ctx": "[]"}, "answer": "[]"}', r"t\.jsonl:3: `input` must hold every field of the task's "
+                                                r"prompt template, missing 'context'"),
+    ('{"input": {"context": "[]"}, "answer": {"x": 1}}', r"t\.jsonl:3: `answer` must be the reference list"),
+])
+def test_bad_record_names_file_and_line(tmp_path, line, match):
+    root = bad_dir(tmp_path, [GOOD, "", line])
+    with pytest.raises(ValueError, match=match):
+        load_parallelbench(root, cache_dir=str(tmp_path / "cache"))
+
+
+def test_bad_layout_errors(tmp_path):
+    with pytest.raises(ValueError, match="`parallelbench` path must be a directory"):
+        load_parallelbench(tmp_path / "missing")
+    with pytest.raises(ValueError, match="must hold <group>/<task>.jsonl files"):
+        load_parallelbench(tmp_path)
+    root = bad_dir(tmp_path, [GOOD])
+    (root / "q" / "task_config.yaml").write_text(yaml.safe_dump({"q/other": {"prompt": "x", "metric": "m"}}))
+    with pytest.raises(ValueError, match=r"must give `q/t` a `prompt` template and a `metric`"):
+        load_parallelbench(root)
+
+
+# -- a tiny model with a punctuation-aware word tokenizer and a chat template --------------------------------
+
+TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }} {% endfor %}"
+            "{% if add_generation_prompt %}<assistant> {% endif %}")
+
+
+def bench_tokenizer(chat: bool) -> PreTrainedTokenizerFast:
+    words = ["<pad>", "<eos>", "<mask>", "<unk>", "<user>", "<assistant>", "[", "]", '"', ",", ":", ".", "\\",
+             *{w for n in NAMES for w in n.split()}, "Queue", "desk", "People", "Answer", "with", "the", "list",
+             "Add", "anywhere", "user", "assistant"]
+    core = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", mask_token="<mask>",
+                                  unk_token="<unk>")
+    tok.add_special_tokens({"additional_special_tokens": ["<user>", "<assistant>"]})
+    tok.chat_template = TEMPLATE if chat else None
+    return tok
+
+
+@pytest.fixture(scope="module")
+def chat_model():
+    tok = bench_tokenizer(chat=True)
+    module = tiny_llada_module(vocab_size=len(tok), embedding_size=len(tok), mask_token_id=tok.mask_token_id,
+                               eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    return wrap(module, mask_id=tok.mask_token_id, eos_ids=(tok.eos_token_id,), pad_id=tok.pad_token_id,
+                tokenizer=tok)
+
+
+def test_render_through_chat_template_or_plain_join(suite, chat_model):
+    sample = by_task(suite, "queue/mirror")[0]
+    expected = "".join(f"<{m['role']}> {m['content']} " for m in sample.messages) + "<assistant> "
+    assert render(chat_model, sample) == expected
+    assert render(chat_model, sample, chat_template=False) == plain_join(sample.messages)
+
+
+def test_infill_decodes_only_the_mask_slots(suite, chat_model):
+    samples = by_task(suite, "queue/mirror") + by_task(suite, "grid/mini_sudoku")
+    tok, G = chat_model.tokenizer, 24
+    prompts, canvas = batch_inputs(chat_model, samples, G, infill=True, slot_tokens=2)
+    given = tok('["<mask><mask>", "<mask><mask>"]', add_special_tokens=False).input_ids
+    assert canvas[0].tolist() == given + [chat_model.pad_id] * (G - len(given))
+    assert (canvas[2] == chat_model.mask_id).all()  # no output_format (a puzzle): an all-mask canvas
+    result = Sampler("confidence", gen_length=G, steps=G, block_length=8).generate(chat_model, prompts,
+                                                                                    canvas=canvas)
+    keep = canvas != chat_model.mask_id
+    assert torch.equal(result.canvas[keep], canvas[keep])
+    assert not (result.canvas == chat_model.mask_id).any()
+    assert (result.canvas[:2][~keep[:2]] != canvas[:2][~keep[:2]]).all()
+    with pytest.raises(ValueError, match=r"`gen_length` must hold the infill canvas of .*mirror\.jsonl:1"):
+        batch_inputs(chat_model, samples[:1], 6, infill=True)
+
+
+def test_generate_canvas_shape_error(chat_model):
+    with pytest.raises(ValueError, match=r"`canvas` must be an integer LongTensor of shape \[batch, gen_length\]"):
+        Sampler("confidence", gen_length=8, steps=8).generate(chat_model, [[4, 5]], canvas=torch.zeros(1, 5).long())
