@@ -3,6 +3,7 @@ write themselves in the published layout (<group>/<task>.jsonl + <group>/task_co
 invented names and tasks."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -273,3 +274,114 @@ def test_infill_decodes_only_the_mask_slots(suite, chat_model):
 def test_generate_canvas_shape_error(chat_model):
     with pytest.raises(ValueError, match=r"`canvas` must be an integer LongTensor of shape \[batch, gen_length\]"):
         Sampler("confidence", gen_length=8, steps=8).generate(chat_model, [[4, 5]], canvas=torch.zeros(1, 5).long())
+
+
+def shuffle_line(answer) -> str:
+    return json.dumps({"input": {"context": lst(NAMES[:2])}, "answer": answer})
+
+
+@pytest.mark.parametrize("metric, line, match", [
+    ("list_match_score", "[1, 2]", r"t\.jsonl:1: a record must be a JSON object, got list"),
+    ("list_match_score", '{"input": "x", "answer": "[]"}', r"t\.jsonl:1: `input` must be a JSON object"),
+    ("list_match_score", json.dumps({"input": {"context": "[]", "icl_examples": [{"input": {"context": "[]"},
+                                                                                   "answer": {"no": 1}}]},
+                                     "answer": "[]"}),
+     r"t\.jsonl:1 \(icl_examples\[0\]\): `answer` must be a string or a dict with an `example` string"),
+    ("list_shuffle_score", shuffle_line("[]"), r"t\.jsonl:1: `answer` must be a dict with \['input'\]"),
+    ("list_random_insert_score", shuffle_line({"input": NAMES[:2], "word": "Bo Fenn", "n_words": 2}),
+     r"t\.jsonl:1: `answer.n_words` must be 1"),
+    ("latin_square_score", shuffle_line({"symbols": "PQ"}), r"t\.jsonl:1: `answer` must be a dict with a `symbols`"),
+    ("sudoku_score", shuffle_line("12\n34"), r"t\.jsonl:1: `answer` must be a 4x4 solution"),
+])
+def test_bad_answer_names_file_and_line(tmp_path, metric, line, match):
+    (tmp_path / "q").mkdir()
+    (tmp_path / "q" / "task_config.yaml").write_text(yaml.safe_dump({"q/t": {"prompt": LINE, "metric": metric}}))
+    (tmp_path / "q" / "t.jsonl").write_text(line + "\n")
+    with pytest.raises(ValueError, match=match):
+        load_parallelbench(tmp_path, cache_dir=str(tmp_path / "cache"))
+
+
+def test_file_level_errors(tmp_path):
+    root = bad_dir(tmp_path, [""])
+    with pytest.raises(ValueError, match=r"t\.jsonl` must hold at least one record, got an empty file"):
+        load_parallelbench(root)
+    # `metadata` a string, then after a blank line an object: a mix the `datasets` JSON reader rejects
+    mixed = [json.dumps({"input": {"context": "[]"}, "answer": "[]", "metadata": meta}) for meta in ("s", {"a": 1})]
+    (root / "q" / "t.jsonl").write_text("\n\n".join(mixed) + "\n")
+    with pytest.raises(ValueError, match=r"t\.jsonl: the records must share one schema to load with `datasets`"):
+        load_parallelbench(root, cache_dir=str(tmp_path / "cache"))
+    (root / "q" / "task_config.yaml").write_text("- a list\n")
+    with pytest.raises(ValueError, match=r"task_config\.yaml must map `<group>/<task>` to a task config, got list"):
+        load_parallelbench(root)
+    with pytest.raises(ValueError, match=r"`metric` must be one of \['list_match_score'"):
+        grade("grammar_score", {}, "text")
+
+
+def test_input_errors(suite, chat_model):
+    sample = by_task(suite, "queue/mirror")[0]
+    bare = wrap(chat_model.module, mask_id=chat_model.mask_id, eos_ids=chat_model.eos_ids)
+    with pytest.raises(ValueError, match="`model` must have a tokenizer to render ParallelBench's chat turns"):
+        render(bare, sample)
+    plain = wrap(chat_model.module, mask_id=chat_model.mask_id, eos_ids=chat_model.eos_ids,
+                 tokenizer=bench_tokenizer(chat=False))
+    assert render(plain, sample) == plain_join(sample.messages)
+    with pytest.raises(ValueError, match="`chat_template=True` but the tokenizer of .* has no chat template"):
+        render(plain, sample, chat_template=True)
+    broken = dataclasses.replace(sample, output_format='["[MASK]", "<mask>"]')
+    with pytest.raises(ValueError, match=r"mirror\.jsonl:1: `output_format` must tokenize to 1 mask token\(s\) per"):
+        batch_inputs(chat_model, [broken], 24, infill=True)
+
+
+def test_settings_and_cli_errors(bench_dir):
+    from dllm_decode.cli import main
+    from dllm_decode.evals.runner import EvalSettings
+
+    with pytest.raises(ValueError, match=r"`suite` must be one of .* or parallelbench:PATH"):
+        EvalSettings(suite="nope")
+    with pytest.raises(ValueError, match="`infill` needs a ParallelBench suite"):
+        EvalSettings(infill=True)
+    with pytest.raises(ValueError, match="`slot_tokens` only applies with `infill=True`"):
+        EvalSettings(suite=f"parallelbench:{bench_dir}", slot_tokens=2)
+    with pytest.raises(SystemExit):
+        main(["eval", "--model", "x", "--samplers", "confidence:k=1", "--suite", "bogus"])
+
+
+def test_eval_report_end_to_end(bench_dir, chat_model, tmp_path, monkeypatch):
+    """run_eval on the written set in infill mode: records carry both scores and the exact prompt text;
+    summary.json and the report carry the x100 scores and the paper's reference lines."""
+    pytest.importorskip("matplotlib")
+    from dllm_decode.cli import _eval_plan, build_parser
+    from dllm_decode.evals import parse_grid, run_eval, write_report
+
+    args = build_parser().parse_args(["eval", "--model", "m", "--samplers", "confidence:k=1,4", "--suite",
+                                      f"parallelbench:{bench_dir}", "--infill", "--gen-length", "24"])
+    specs, settings, _ = _eval_plan(args)
+    assert settings.infill and settings.suite == f"parallelbench:{bench_dir}"
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    with pytest.warns(UserWarning, match="skipping queue/essay"):
+        configs = run_eval(chat_model, parse_grid(["confidence:k=1,4"]), settings, tmp_path / "run", progress=False)
+    assert len(configs) == 2 and all("score_strict" in c for c in configs)
+    records = [json.loads(line) for line in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
+    rows = [r for r in records if r["type"] == "record"]
+    assert len(rows) == 2 * 6
+    row = next(r for r in rows if r["id"] == "queue/mirror:1")
+    with pytest.warns(UserWarning, match="skipping queue/essay"):
+        suite = load_parallelbench(bench_dir, cache_dir=str(tmp_path / "cache"))
+    sample = by_task(suite, "queue/mirror")[0]
+    assert row["prompt_text"] == render(chat_model, sample)
+    assert {row["score"], row["score_strict"]} <= {0.0, 1.0}
+    packed = row["output"].replace(" ", "")  # the word-level tokenizer decodes with spaces between tokens
+    assert packed.startswith('["') and packed.endswith('"]') and packed.count('","') == 1  # the given format
+    assert grade(sample.metric, sample.data, row["output"]) == {"score": row["score"],
+                                                                "score_strict": row["score_strict"]}
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    bench = summary["parallelbench"]
+    assert bench["skipped_tasks"] == {"queue/essay": "sentence_to_words_score"}
+    first = bench["scores"][configs[0]["label"]]
+    assert first["score"] == pytest.approx(100 * configs[0]["score"])
+    assert set(first["per_task"]) == {"grid/mini_latin", "grid/mini_sudoku", "queue/add", "queue/mirror",
+                                      "queue/swap"}
+    written = write_report(tmp_path / "run")
+    assert written["parallelbench"].is_file()
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "## ParallelBench (scores x100, plain / strict)" in report and "LLaDA-1.5 k=1 86.4" in report

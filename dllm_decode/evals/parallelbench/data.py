@@ -120,10 +120,7 @@ def read_table(path: Path, cache_dir: str | None) -> list[dict[str, Any]]:
 def load_configs(group: Path) -> dict[str, dict[str, Any]]:
     import yaml
 
-    path = group / CONFIG_FILE
-    if not path.is_file():
-        raise ValueError(f"`{group}` must hold a {CONFIG_FILE} beside its .jsonl files (the published layout), "
-                         "got none")
+    path = group / CONFIG_FILE  # groups are found by this file, so it exists
     configs = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(configs, dict):
         raise ValueError(f"{path} must map `<group>/<task>` to a task config, got {type(configs).__name__}")
