@@ -17,6 +17,7 @@ from dllm_decode import Sampler, wrap
 from dllm_decode.evals.metrics import summarize
 from dllm_decode.evals.parallelbench import (PAPER_AVERAGES, batch_inputs, grade, load_parallelbench, parse_items,
                                              plain_join, render, summary_block)
+from dllm_decode.evals.parallelbench.inputs import decoded_tokens
 from tests.conftest import tiny_llada_module
 
 NAMES = ["Ada Quill", "Bo Fenn", "Cy Marsh", "Di Vale", "Eb Stone"]
@@ -267,6 +268,9 @@ def test_infill_decodes_only_the_mask_slots(suite, chat_model):
     assert torch.equal(result.canvas[keep], canvas[keep])
     assert not (result.canvas == chat_model.mask_id).any()
     assert (result.canvas[:2][~keep[:2]] != canvas[:2][~keep[:2]]).all()
+    # generated tokens: the decoded slots before the first EOS, never the given quotes and commas
+    assert decoded_tokens(canvas, [G, 3, G], chat_model.mask_id) == [4, 1, G]  # masks at 2, 3, 7, 8 (, 12, 13)
+    assert decoded_tokens(canvas, [7, 9, 5], chat_model.mask_id) == [2, 4, 5]
     with pytest.raises(ValueError, match=r"`gen_length` must hold the infill canvas of .*mirror\.jsonl:1"):
         batch_inputs(chat_model, samples[:1], 6, infill=True)
 
@@ -370,6 +374,7 @@ def test_eval_report_end_to_end(bench_dir, chat_model, tmp_path, monkeypatch):
     sample = by_task(suite, "queue/mirror")[0]
     assert row["prompt_text"] == render(chat_model, sample)
     assert {row["score"], row["score_strict"]} <= {0.0, 1.0}
+    assert row["gen_tokens"] <= 2 and row["canvas_length"] == 24  # two one-token slots decoded, not the quotes
     packed = row["output"].replace(" ", "")  # the word-level tokenizer decodes with spaces between tokens
     assert packed.startswith('["') and packed.endswith('"]') and packed.count('","') == 1  # the given format
     assert grade(sample.metric, sample.data, row["output"]) == {"score": row["score"],

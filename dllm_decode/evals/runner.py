@@ -120,17 +120,21 @@ def plan_batches(samplers: list[tuple[SamplerSpec, Sampler]], samples: list[Task
     return batches
 
 
-def generate_batch(model: DiffusionLM, batch: Batch, samples: list[TaskSample]) -> tuple[Any, list[str]]:
-    """(GenerationResult, output texts). ParallelBench samples send their rendered chat turns (and the
-    infill canvas) as token ids and are read back from the whole canvas, as the authors decode."""
+def generate_batch(model: DiffusionLM, batch: Batch, samples: list[TaskSample]) -> tuple[Any, list[str], list[int]]:
+    """(GenerationResult, output texts, generated tokens per row). ParallelBench samples send their rendered
+    chat turns (and the infill canvas) as token ids and are read back from the whole canvas, as the authors
+    decode; in infill mode only the decoded mask slots count as generated tokens."""
     if not isinstance(samples[0], bench_data.BenchSample):
         result = batch.sampler.generate(model, [s.prompt for s in samples])
-        return result, (result.text if result.text is not None else [" ".join(map(str, ids)) for ids in result.ids])
+        texts = result.text if result.text is not None else [" ".join(map(str, ids)) for ids in result.ids]
+        return result, texts, result.gen_tokens
     cfg = batch.sampler.decode
     prompts, canvas = bench_inputs.batch_inputs(model, samples, cfg.gen_length, batch.infill, cfg.chat_template,
                                                 batch.slot_tokens)
     result = batch.sampler.generate(model, prompts, canvas=canvas)
-    return result, bench_inputs.decode_canvas(model, result.canvas)
+    tokens = result.gen_tokens if canvas is None else bench_inputs.decoded_tokens(canvas, result.gen_tokens,
+                                                                                  model.mask_id)
+    return result, bench_inputs.decode_canvas(model, result.canvas), tokens
 
 
 def grade_sample(model: DiffusionLM, batch: Batch, sample: TaskSample, text: str) -> dict[str, Any]:
@@ -142,7 +146,7 @@ def grade_sample(model: DiffusionLM, batch: Batch, sample: TaskSample, text: str
 
 def decode_batch(model: DiffusionLM, batch: Batch) -> tuple[list[dict[str, Any]], int]:
     """One generate call -> (one record per sample with per-row accounting, the batch's forwards)."""
-    result, texts = generate_batch(model, batch, batch.samples)
+    result, texts, gen_tokens = generate_batch(model, batch, batch.samples)
     share = result.wall_time / len(batch.samples)
     rows = [{"type": "record", "config_id": batch.config_id, "sampler": batch.spec.sampler,
              "options": batch.spec.options, "label": batch.spec.label, "config": batch.sampler.config,
@@ -150,7 +154,7 @@ def decode_batch(model: DiffusionLM, batch: Batch) -> tuple[list[dict[str, Any]]
              **grade_sample(model, batch, s, text), "nfe": nfe, "gen_tokens": tokens,
              "canvas_length": result.canvas.shape[1], "wall_time": share,
              **({"batch_loop_stats": result.loop_stats} if result.loop_stats else {})}
-            for s, text, nfe, tokens in zip(batch.samples, texts, result.row_nfe, result.gen_tokens)]
+            for s, text, nfe, tokens in zip(batch.samples, texts, result.row_nfe, gen_tokens)]
     return rows, result.nfe
 
 

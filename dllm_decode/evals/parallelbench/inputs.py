@@ -82,3 +82,12 @@ def decode_canvas(model: DiffusionLM, canvas: Tensor) -> list[str]:
     would otherwise cut off the given closing quote and bracket after it."""
     tok = _tokenizer(model)
     return [tok.decode(row, skip_special_tokens=True) for row in canvas.tolist()]
+
+
+def decoded_tokens(start: Tensor, ends: list[int], mask_id: int) -> list[int]:
+    """Per row, the tokens the model generated before the first EOS: the mask positions of the starting
+    canvas `start` [B, G] left of `ends` [B]. In infill mode the given quotes and commas are not generated,
+    so counting them would inflate tokens per forward."""
+    cols = torch.arange(start.shape[1], device=start.device)
+    before = cols[None, :] < torch.tensor(ends, device=start.device)[:, None]
+    return ((start == mask_id) & before).sum(1).tolist()
