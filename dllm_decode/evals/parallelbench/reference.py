@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..metrics import PB_LEVELS, pbx_table
+from ..metrics import PB_LEVELS, pbx_table, policy_of
 
 # Published average scores (x100) with confidence top-k decoding at k tokens per step.
 PAPER_AVERAGES: dict[str, dict[int, float]] = {
@@ -26,8 +26,8 @@ def config_scores(entry: dict[str, Any]) -> dict[str, Any]:
 
 def summary_block(configs: list[dict[str, Any]], skipped: dict[str, str]) -> dict[str, Any]:
     """The `parallelbench` entry of summary.json: per configuration label, scores x100; PBx; paper numbers."""
-    return {"scores": {c["label"]: {"config_id": c["config_id"], "tokens_per_step": c["tokens_per_step"],
-                                    **config_scores(c)} for c in configs},
+    return {"scores": {c["label"]: {"config_id": c["config_id"], "policy": policy_of(c),
+                                    "tokens_per_step": c["tokens_per_step"], **config_scores(c)} for c in configs},
             "pbx": pbx_table(configs)["overall"], "skipped_tasks": skipped,
             "paper_averages": {name: {f"k={k}": v for k, v in row.items()} for name, row in PAPER_AVERAGES.items()},
             "note": NOTE}
@@ -61,7 +61,7 @@ def markdown(block: dict[str, Any]) -> list[str]:
 
 
 def reference_plot(block: dict[str, Any], path: str | Path) -> Path:
-    """Average plain score x100 vs tokens per step: the user's configurations as points, the paper's
+    """Average plain score x100 vs tokens per step: one solid curve per policy of this run, the paper's
     published averages (LLaDA-1.5, Dream-7B at k = 1, 2, 4, 8) as dashed reference lines."""
     from ..report import _pyplot
 
@@ -69,8 +69,12 @@ def reference_plot(block: dict[str, Any], path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for name, row in PAPER_AVERAGES.items():
         ax.plot(list(row), list(row.values()), linestyle="--", marker="x", label=f"{name} (paper)")
-    for label, s in block["scores"].items():
-        ax.plot([s["tokens_per_step"]], [s["score"]], marker="o", linestyle="none", label=label)
+    policies: dict[str, list[dict[str, Any]]] = {}
+    for entry in block["scores"].values():
+        policies.setdefault(entry["policy"], []).append(entry)
+    for policy, entries in policies.items():
+        entries = sorted(entries, key=lambda e: e["tokens_per_step"])
+        ax.plot([e["tokens_per_step"] for e in entries], [e["score"] for e in entries], marker="o", label=policy)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("tokens per step")
     ax.set_ylabel("average score x100")
