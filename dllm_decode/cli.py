@@ -132,6 +132,9 @@ def _eval_plan(args: argparse.Namespace) -> tuple[list[Any], Any, Path]:
     specs_text = args.samplers or (list(preset.samplers) if preset else None)
     if not specs_text:
         raise ValueError("`eval` needs `--preset` or `--samplers`, got neither; e.g. --preset quick")
+    if args.per_length is not None and (args.suite or "").startswith("parallelbench:"):
+        raise ValueError(f"`--per-length` sizes the procedural suites; parallelbench:PATH runs every record of the "
+                         f"files, got --per-length {args.per_length}; remove it (or pass a smaller copy of the files)")
     settings = EvalSettings(suite=args.suite or (preset.suite if preset else "waiting-line"), seed=args.seed,
                             per_length=args.per_length or (preset.per_length if preset else 25),
                             lengths=tuple(args.lengths), fmt=args.fmt, gen_length=args.gen_length,

@@ -336,7 +336,7 @@ def test_input_errors(suite, chat_model):
         batch_inputs(chat_model, [broken], 24, infill=True)
 
 
-def test_settings_and_cli_errors(bench_dir):
+def test_settings_and_cli_errors(bench_dir, capsys):
     from dllm_decode.cli import main
     from dllm_decode.evals.runner import EvalSettings
 
@@ -348,6 +348,9 @@ def test_settings_and_cli_errors(bench_dir):
         EvalSettings(suite=f"parallelbench:{bench_dir}", slot_tokens=2)
     with pytest.raises(SystemExit):
         main(["eval", "--model", "x", "--samplers", "confidence:k=1", "--suite", "bogus"])
+    assert main(["eval", "--model", "x", "--samplers", "confidence:k=1", "--suite", f"parallelbench:{bench_dir}",
+                 "--per-length", "3"]) == 2  # a user error: one line on stderr, before any weights load
+    assert "`--per-length` sizes the procedural suites; parallelbench:PATH runs every record" in capsys.readouterr().err
 
 
 def test_eval_report_end_to_end(bench_dir, chat_model, tmp_path, monkeypatch):
@@ -390,3 +393,24 @@ def test_eval_report_end_to_end(bench_dir, chat_model, tmp_path, monkeypatch):
     assert written["parallelbench"].is_file()
     report = (tmp_path / "run" / "report.md").read_text()
     assert "## ParallelBench (scores x100, plain / strict)" in report and "LLaDA-1.5 k=1 86.4" in report
+
+
+@pytest.mark.parametrize("name, options", [("confidence", {"steps": 16, "block_length": 4}),
+                                           ("threshold", {"cache": "dual", "block_length": 4}),
+                                           ("ssd", {})])
+def test_generate_from_a_canvas_changes_only_masks(llada, name, options):
+    """The `canvas` hook under a step budget, a KV cache and the self-speculative loop: given tokens stay,
+    every mask is decoded, and a batch equals its rows decoded one at a time."""
+    from tests.conftest import MASK
+
+    canvas = torch.randint(0, 90, (2, 16), generator=torch.Generator().manual_seed(3))
+    canvas[0, [2, 3, 9]] = MASK
+    canvas[1, [0, 15]] = MASK
+    prompts = [torch.arange(1, 6), torch.arange(3, 10)]
+    sampler = Sampler(name, gen_length=16, **options)
+    result = sampler.generate(llada, prompts, canvas=canvas)
+    keep = canvas != MASK
+    assert torch.equal(result.canvas[keep], canvas[keep]) and not (result.canvas == MASK).any()
+    for row in range(2):
+        alone = sampler.generate(llada, prompts[row:row + 1], canvas=canvas[row:row + 1])
+        assert torch.equal(alone.canvas[0], result.canvas[row])
