@@ -10,7 +10,8 @@ Infill (the authors' dLLM option): the canvas starts from the record's `output_f
 Mapping: each `[MASK]` is exactly `slot_tokens` mask tokens (1 in the authors' code). A name that takes
 more tokens than its slot cannot be written whole, and a slot longer than its name must be completed
 with tokens that decode to nothing (special tokens are dropped when the canvas is decoded to text). A
-record without `output_format` (the puzzles) starts from an all-mask canvas, as in the authors' code.
+record without `output_format` starts from an all-mask canvas, as in the authors' code (in the published
+files: the puzzles and the Waiting Line's reverse, sort and remove_index).
 """
 from __future__ import annotations
 
