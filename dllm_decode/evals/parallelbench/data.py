@@ -157,7 +157,7 @@ def load_task(path: Path, task: str, config: dict[str, Any], cache_dir: str | No
 def load_parallelbench(root: str | Path, *, cache_dir: str | None = None) -> BenchSuite:
     """Every `<group>/<task>.jsonl` under `root` (or `root` itself when it is one group directory).
 
-    A task whose metric the library does not implement is listed in `skipped` and logged, never scored.
+    A task whose metric the library does not implement is listed in `skipped` with a warning, never scored.
     """
     root = Path(str(root).removeprefix(PREFIX)).expanduser()
     if not root.is_dir():
@@ -167,11 +167,12 @@ def load_parallelbench(root: str | Path, *, cache_dir: str | None = None) -> Ben
     files = [f for g in groups for f in sorted(g.glob("*.jsonl")) if not f.name.startswith("_")]
     if not files:
         raise ValueError(f"`{root}` must hold <group>/<task>.jsonl files with a {CONFIG_FILE}, got none")
+    configs = {group: load_configs(group) for group in groups}
     samples: list[BenchSample] = []
     skipped: dict[str, str] = {}
     for path in files:
         task = f"{path.parent.name}/{path.stem}"
-        config = task_config(load_configs(path.parent), task, path)
+        config = task_config(configs[path.parent], task, path)
         if config["metric"] not in METRICS:
             skipped[task] = str(config["metric"])
             warnings.warn(f"parallelbench: skipping {task}: its metric {config['metric']!r} is not implemented "
