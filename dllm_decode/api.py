@@ -144,11 +144,13 @@ class Sampler:
         return f"Sampler({self.name!r}, {', '.join(f'{k}={v!r}' for k, v in self.config.items() if k != 'sampler')})"
 
     @torch.no_grad()
-    def generate(self, model: DiffusionLM, prompt: Any, *,
+    def generate(self, model: DiffusionLM, prompt: Any, *, canvas: torch.Tensor | None = None,
                  on_step: Callable[[StepEvent], None] | None = None) -> GenerationResult:
         """Decode one prompt or a batch: str, list[str], LongTensor [L] or [B, L], or a list of 1-D tensors.
         `model` is a `DiffusionLM`, or a plain transformers causal LM (DEER's target), wrapped here.
 
+        `canvas` (LongTensor [B, gen_length], optional) is the starting canvas for infilling: positions
+        holding the model's mask id are decoded, every other token is given and never changes.
         `on_step(event)` streams each step's new commits (`loop.StepEvent`: step, [B, G] committed mask,
         their tokens, the canvas), as CPU tensors; it costs one device->host copy per step, only when given.
         """
@@ -166,6 +168,8 @@ class Sampler:
             generator = torch.Generator(device=model.device).manual_seed(cfg.seed)
         state = new_state(prompts, cfg.gen_length, plan.blocks.first_end(cfg.gen_length), model.pad_id,
                           model.mask_id, cfg.trace)
+        if canvas is not None:
+            state.canvas.copy_(_check_canvas(canvas, len(prompts), cfg.gen_length, model))  # in place: a view of x
         state.rule_state = fitted.rule.init_state(len(prompts), cfg.gen_length, state.x.device)
         state.on_step = on_step
         model.begin_request()
@@ -175,6 +179,15 @@ class Sampler:
         _synchronize(model.device)
         return build_result(model, state, time.perf_counter() - start, fitted.config, plan.cache.nbytes(state),
                             {**plan.loop.stats(state), **model.stats()})
+
+
+def _check_canvas(canvas: Any, batch: int, gen_length: int, model: DiffusionLM) -> torch.Tensor:
+    """A starting canvas must be integer ids [B, gen_length] (a row without masks is returned unchanged)."""
+    shape = tuple(canvas.shape) if isinstance(canvas, torch.Tensor) else None
+    if shape != (batch, gen_length) or canvas.dtype not in (torch.long, torch.int32):
+        raise ValueError(f"`canvas` must be an integer LongTensor of shape [batch, gen_length] = [{batch}, {gen_length}]"
+                         f", got {type(canvas).__name__} {shape}; build it with the model's mask id where to decode")
+    return canvas.to(device=model.device, dtype=torch.long)
 
 
 def _synchronize(device: torch.device) -> None:

@@ -43,6 +43,13 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                         "cores, see docs/results/threads.md; 0: torch's choice, one per core)")
 
 
+def _suite(value: str) -> str:
+    """A suite name, or `parallelbench:PATH` (checked to exist when the samples load)."""
+    if value in SUITES or (value.startswith("parallelbench:") and len(value) > len("parallelbench:")):
+        return value
+    raise argparse.ArgumentTypeError(f"must be one of {sorted(SUITES)} or parallelbench:PATH, got {value!r}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dllm-decode", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -69,13 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--samplers", nargs="+", metavar="SPEC",
                     help="specs like confidence:k=1,2,4 threshold:threshold=0.5,0.9 (k = tokens per step; the values "
                          "after `=` are a comma-separated sweep)")
-    ev.add_argument("--suite", choices=sorted(SUITES), help="task suite (default: the preset's, or waiting-line)")
+    ev.add_argument("--suite", type=_suite, metavar="SUITE",
+                    help=f"task suite: {', '.join(sorted(SUITES))}, or parallelbench:PATH for a local copy of the "
+                    "published ParallelBench test files (default: the preset's, or waiting-line)")
     ev.add_argument("--per-length", type=int, help="samples per task and list length (default: preset's or 25)")
     ev.add_argument("--lengths", type=int, nargs="+", default=[3, 4, 5, 6], help="list lengths / puzzle levels")
     ev.add_argument("--seed", type=int, default=1234, help="held-out eval seed (training uses other streams)")
     ev.add_argument("--fmt", choices=FORMATS, default="compact", help="prompt format")
     ev.add_argument("--gen-length", type=int, default=32, help="canvas length (32 fits every compact answer)")
     ev.add_argument("--batch-size", type=int, default=32, help="prompts decoded together")
+    ev.add_argument("--infill", action="store_true",
+                    help="parallelbench only: start the canvas from each record's output_format; decode the [MASK]s")
+    ev.add_argument("--slot-tokens", type=int, default=1, help="with --infill: mask tokens per [MASK] (authors: 1)")
     ev.add_argument("--out", default=None, help="run directory (default: runs/<preset>-<model>)")
     ev.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -190,10 +202,13 @@ def _eval_plan(args: argparse.Namespace) -> tuple[list[Any], Any, Path]:
     specs_text = args.samplers or (list(preset.samplers) if preset else None)
     if not specs_text:
         raise ValueError("`eval` needs `--preset` or `--samplers`, got neither; e.g. --preset quick")
+    if args.per_length is not None and (args.suite or "").startswith("parallelbench:"):
+        raise ValueError(f"`--per-length` sizes the procedural suites; parallelbench:PATH runs every record of the "
+                         f"files, got --per-length {args.per_length}; remove it (or pass a smaller copy of the files)")
     settings = EvalSettings(suite=args.suite or (preset.suite if preset else "waiting-line"), seed=args.seed,
                             per_length=args.per_length or (preset.per_length if preset else 25),
                             lengths=tuple(args.lengths), fmt=args.fmt, gen_length=args.gen_length,
-                            batch_size=args.batch_size)
+                            batch_size=args.batch_size, infill=args.infill, slot_tokens=args.slot_tokens)
     out = Path(args.out) if args.out else Path("runs") / f"{args.preset or 'custom'}-{Path(args.model).name}"
     return parse_grid(specs_text), settings, out
 

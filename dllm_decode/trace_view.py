@@ -74,9 +74,9 @@ def write_order(result: GenerationResult, tokenizer: Any, path: str | Path) -> P
 
 
 def _order_png(result: GenerationResult, tokenizer: Any, path: Path) -> None:
-    from .evals.report import _pyplot
+    from .pyplot import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     stamps = result.trace.commit_step.cpu()

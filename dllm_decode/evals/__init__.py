@@ -14,6 +14,7 @@ _EXPORTS = {
     "EvalSettings": "runner", "run_eval": "runner",
     "SamplerSpec": "grid", "parse_grid": "grid", "parse_spec": "grid", "PRESETS": "grid", "get_preset": "grid",
     "summarize": "metrics", "pbx": "metrics",
+    "load_parallelbench": "parallelbench",
     "write_report": "report", "frontier_plot": "report", "markdown_table": "report", "load_summary": "report",
 }
 __all__ = sorted(_EXPORTS)

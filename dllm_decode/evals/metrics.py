@@ -39,10 +39,14 @@ def config_entry(rows: list[dict[str, Any]]) -> dict[str, Any]:
     overall = _stats(rows)
     overall["score"] = sum(t["score"] for t in per_task.values()) / len(per_task)
     first = rows[0]
-    return {"config_id": first["config_id"], "label": first["label"], "sampler": first["sampler"],
-            "options": first["options"], "config": first["config"], **overall,
-            "per_task": {task: stats["score"] for task, stats in per_task.items()},
-            "per_task_metrics": per_task}
+    entry = {"config_id": first["config_id"], "label": first["label"], "sampler": first["sampler"],
+             "options": first["options"], "config": first["config"], **overall,
+             "per_task": {task: stats["score"] for task, stats in per_task.items()},
+             "per_task_metrics": per_task}
+    if all("score_strict" in r for r in rows):  # ParallelBench records also carry the strict parse's score
+        strict = {task: sum(r["score_strict"] for r in group) / len(group) for task, group in tasks.items()}
+        entry.update(score_strict=sum(strict.values()) / len(strict), per_task_strict=strict)
+    return entry
 
 
 def policy_of(entry: dict[str, Any]) -> str:

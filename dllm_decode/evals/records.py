@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 RECORDS_FILE = "records.jsonl"
 SUMMARY_FILE = "summary.json"
 # Header fields that define which samples a run holds; a resume must agree on all of them.
-IDENTITY = ("model", "weights", "suite", "seed", "per_length", "lengths", "fmt", "gen_length")
+IDENTITY = ("model", "weights", "suite", "seed", "per_length", "lengths", "fmt", "gen_length", "infill",
+            "slot_tokens")
 
 Key = tuple[str, str, str]  # (config id, task, sample id)
 

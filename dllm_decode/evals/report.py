@@ -12,7 +12,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from ..pyplot import pyplot
 from .metrics import PB_LEVELS, SWEEP_OPTIONS, frontier_points, pbx_table, policy_of, summarize
+from .parallelbench import reference as parallelbench
 from .records import RECORDS_FILE, read_run
 
 REPORT_FILE = "report.md"
@@ -63,18 +65,6 @@ def per_task_markdown(configs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _pyplot():
-    try:
-        import matplotlib
-    except ImportError as err:
-        raise ImportError("plots need matplotlib, which is an optional extra: pip install 'dllm-decode[plot]' "
-                          "(or pass --no-plots)") from err
-    matplotlib.use("Agg")  # files only; never open a window
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def knob_label(entry: dict[str, Any]) -> str:
     """The sweep option(s) that place this configuration on its policy's curve, e.g. "k=4", "threshold=0.9";
     when the user set none, the resolved value of the first sweep option the sampler has."""
@@ -120,7 +110,7 @@ def _labelled_curve(ax: Any, points: list[tuple[float, float, str]], name: str, 
 def frontier_plot(configs: list[dict[str, Any]], path: str | Path, *, x: str = "tokens_per_forward",
                   title: str = "speed / quality frontier") -> Path:
     """Score vs `x` (tokens per forward by default), one curve per policy, each point labelled (k=4, ...)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for c in configs:
@@ -138,7 +128,7 @@ def frontier_plot(configs: list[dict[str, Any]], path: str | Path, *, x: str = "
 def task_frontier_plot(configs: list[dict[str, Any]], path: str | Path, *, title: str = "per-task frontier") -> Path:
     """One panel per task: that task's score vs its tokens per forward, one labelled line per policy, so a
     policy that loses one task as tokens per forward rise shows it there (the overall curve averages it away)."""
-    plt = _pyplot()
+    plt = pyplot()
     tasks = list(dict.fromkeys(t for c in configs for t in c["per_task"]))
     cols = min(3, len(tasks))
     rows = math.ceil(len(tasks) / cols)
@@ -170,7 +160,7 @@ def task_frontier_plot(configs: list[dict[str, Any]], path: str | Path, *, title
 
 def per_task_plot(configs: list[dict[str, Any]], path: str | Path, *, title: str = "per-task scores") -> Path:
     """Grouped bars: tasks on the x axis, one bar per configuration; a score of 0 is drawn as a "0" mark."""
-    plt = _pyplot()
+    plt = pyplot()
     tasks = list(dict.fromkeys(t for c in configs for t in c["per_task"]))
     width = 0.8 / max(len(configs), 1)
     fig, ax = plt.subplots(figsize=(max(6.4, 0.9 * len(tasks) + 2), 4.4))
@@ -206,6 +196,8 @@ def write_report(run_dir: str | Path, *, plots: bool = True) -> dict[str, Path]:
             f"dllm_decode {header.get('dllm_decode')}. {header.get('wall_time_note', '')}", "",
             markdown_table(configs), "", "## PBx (tokens per step at score >= x%)", "", pbx_markdown(configs), "",
             PBX_NOTE, "", "## Per-task scores", "", per_task_markdown(configs), ""]
+    bench = parallelbench.report_block(configs, header)
+    text += parallelbench.markdown(bench) if bench else []
     (run / REPORT_FILE).write_text("\n".join(text))  # first, so a missing matplotlib still leaves the table
     written["markdown"] = run / REPORT_FILE
     if plots:
@@ -217,5 +209,8 @@ def write_report(run_dir: str | Path, *, plots: bool = True) -> dict[str, Path]:
                                             title=run_title(header, configs, "per-task scores"))
         text += ["![frontier](frontier.png)", "", "![per-task frontier](task_frontier.png)", "",
                  "![per task](per_task.png)", ""]
+        if bench:
+            written["parallelbench"] = parallelbench.reference_plot(bench, run / parallelbench.PLOT_FILE)
+            text += [f"![parallelbench]({parallelbench.PLOT_FILE})", ""]
         (run / REPORT_FILE).write_text("\n".join(text))
     return written

@@ -7,6 +7,7 @@ the batches are dealt to ranks (see `distributed`) and rank 0 writes everything.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import platform
 import sys
@@ -26,6 +27,8 @@ from ..models.adapter import DiffusionLM
 from . import distributed
 from .grid import SamplerSpec
 from .metrics import summarize
+from .parallelbench import data as bench_data, inputs as bench_inputs, reference as bench_reference
+from .parallelbench.scoring import grade
 from .records import (RECORDS_FILE, SUMMARY_FILE, Key, append_lines, check_identity, config_id, exclusive,
                       prompt_hash, read_run, record_key, repair, weights_fingerprint, write_json)
 from .tasks import FORMATS, SUITES, TaskSample, make_suite, score
@@ -47,21 +50,36 @@ class EvalSettings:
     fmt: str = "compact"
     gen_length: int = 32
     batch_size: int = 32
+    infill: bool = False  # ParallelBench only: the canvas starts from each record's `output_format`
+    slot_tokens: int = 1  # infill: mask tokens per `[MASK]` slot (1 in the authors' code)
 
     def __post_init__(self) -> None:
-        if self.suite not in SUITES:
-            raise ValueError(f"`suite` must be one of {sorted(SUITES)}, got {self.suite!r}")
+        bench = self.suite.startswith(bench_data.PREFIX) if isinstance(self.suite, str) else False
+        if not bench and self.suite not in SUITES:
+            raise ValueError(f"`suite` must be one of {sorted(SUITES)} or parallelbench:PATH (a directory of the "
+                             f"published test files), got {self.suite!r}")
+        if self.infill and not bench:
+            raise ValueError(f"`infill` needs a ParallelBench suite (parallelbench:PATH), got suite {self.suite!r}")
+        if self.slot_tokens != 1 and not self.infill:
+            raise ValueError(f"`slot_tokens` only applies with `infill=True`, got {self.slot_tokens!r} without it")
         if self.fmt not in FORMATS:
             raise ValueError(f"`fmt` must be one of {list(FORMATS)}, got {self.fmt!r}")
-        for name in ("per_length", "gen_length", "batch_size"):
+        for name in ("per_length", "gen_length", "batch_size", "slot_tokens"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
         object.__setattr__(self, "lengths", tuple(self.lengths))  # lists from JSON/CLI compare equal to tuples
 
     def samples(self) -> list[TaskSample]:
+        return self.load()[0]
+
+    def load(self) -> tuple[list[TaskSample], dict[str, Any]]:
+        """(samples, header fields of the suite): a ParallelBench directory lists the tasks it skipped."""
+        if self.suite.startswith(bench_data.PREFIX):
+            bench = bench_data.load_parallelbench(self.suite)
+            return list(bench.samples), {"parallelbench_skipped": bench.skipped}
         return make_suite(self.suite, seed=self.seed, per_length=self.per_length, lengths=self.lengths,
-                          fmt=self.fmt)
+                          fmt=self.fmt), {}
 
 
 @dataclass
@@ -70,6 +88,8 @@ class Batch:
     sampler: Sampler
     config_id: str
     samples: list[TaskSample]
+    infill: bool = False
+    slot_tokens: int = 1
 
 
 def run_header(model: DiffusionLM, model_id: str, settings: EvalSettings, world_size: int) -> dict[str, Any]:
@@ -100,17 +120,41 @@ def plan_batches(samplers: list[tuple[SamplerSpec, Sampler]], samples: list[Task
     return batches
 
 
+def generate_batch(model: DiffusionLM, batch: Batch, samples: list[TaskSample]) -> tuple[Any, list[str], list[int]]:
+    """(GenerationResult, output texts, generated tokens per row). ParallelBench samples send their rendered
+    chat turns (and the infill canvas) as token ids and are read back from the whole canvas, as the authors
+    decode; in infill mode only the decoded mask slots count as generated tokens."""
+    if not isinstance(samples[0], bench_data.BenchSample):
+        result = batch.sampler.generate(model, [s.prompt for s in samples])
+        texts = result.text if result.text is not None else [" ".join(map(str, ids)) for ids in result.ids]
+        return result, texts, result.gen_tokens
+    cfg = batch.sampler.decode
+    prompts, canvas = bench_inputs.batch_inputs(model, samples, cfg.gen_length, batch.infill, cfg.chat_template,
+                                                batch.slot_tokens)
+    result = batch.sampler.generate(model, prompts, canvas=canvas)
+    tokens = result.gen_tokens if canvas is None else bench_inputs.decoded_tokens(canvas, result.gen_tokens,
+                                                                                  model.mask_id)
+    return result, bench_inputs.decode_canvas(model, result.canvas), tokens
+
+
+def grade_sample(model: DiffusionLM, batch: Batch, sample: TaskSample, text: str) -> dict[str, Any]:
+    if not isinstance(sample, bench_data.BenchSample):
+        return {"score": score(sample, text)}
+    return {**grade(sample.metric, sample.data, text),
+            "prompt_text": bench_inputs.render(model, sample, batch.sampler.decode.chat_template)}
+
+
 def decode_batch(model: DiffusionLM, batch: Batch) -> tuple[list[dict[str, Any]], int]:
     """One generate call -> (one record per sample with per-row accounting, the batch's forwards)."""
-    result = batch.sampler.generate(model, [s.prompt for s in batch.samples])
-    texts = result.text if result.text is not None else [" ".join(map(str, ids)) for ids in result.ids]
+    result, texts, gen_tokens = generate_batch(model, batch, batch.samples)
     share = result.wall_time / len(batch.samples)
     rows = [{"type": "record", "config_id": batch.config_id, "sampler": batch.spec.sampler,
              "options": batch.spec.options, "label": batch.spec.label, "config": batch.sampler.config,
              "task": s.task, "id": s.id, "prompt_sha": prompt_hash(s.prompt), "output": text,
-             "score": score(s, text), "nfe": nfe, "gen_tokens": tokens, "canvas_length": result.canvas.shape[1],
-             "wall_time": share, **({"batch_loop_stats": result.loop_stats} if result.loop_stats else {})}
-            for s, text, nfe, tokens in zip(batch.samples, texts, result.row_nfe, result.gen_tokens)]
+             **grade_sample(model, batch, s, text), "nfe": nfe, "gen_tokens": tokens,
+             "canvas_length": result.canvas.shape[1], "wall_time": share,
+             **({"batch_loop_stats": result.loop_stats} if result.loop_stats else {})}
+            for s, text, nfe, tokens in zip(batch.samples, texts, result.row_nfe, gen_tokens)]
     return rows, result.nfe
 
 
@@ -132,6 +176,8 @@ def run_eval(model: DiffusionLM, specs: Sequence[SamplerSpec], settings: EvalSet
     out = Path(out_dir)
     samplers = [(spec, spec.build(settings.gen_length)) for spec in specs]
     header = run_header(model, model_id or model.name, settings, world_size)
+    samples, suite_fields = settings.load()
+    header.update(suite_fields)
     with ExitStack() as stack:
         error = None
         done: set[Key] = set()
@@ -145,14 +191,15 @@ def run_eval(model: DiffusionLM, specs: Sequence[SamplerSpec], settings: EvalSet
         done, error = distributed.broadcast((done, error))
         if error is not None:
             raise ValueError(error)
-        return _run_locked(model, samplers, settings, out, header, done, rank, world_size, progress)
+        return _run_locked(model, samplers, settings, samples, out, header, done, rank, world_size, progress)
 
 
-def _run_locked(model: DiffusionLM, samplers: list[tuple[SamplerSpec, Sampler]], settings: EvalSettings, out: Path,
-                header: dict[str, Any], done: set[Key], rank: int, world_size: int,
-                progress: bool) -> list[dict[str, Any]]:
+def _run_locked(model: DiffusionLM, samplers: list[tuple[SamplerSpec, Sampler]], settings: EvalSettings,
+                samples: list[TaskSample], out: Path, header: dict[str, Any], done: set[Key], rank: int,
+                world_size: int, progress: bool) -> list[dict[str, Any]]:
     path = out / RECORDS_FILE
-    batches = plan_batches(samplers, settings.samples(), settings.batch_size, done)
+    batches = [dataclasses.replace(b, infill=settings.infill, slot_tokens=settings.slot_tokens)
+               for b in plan_batches(samplers, samples, settings.batch_size, done)]
     if rank == 0:
         append_lines(path, [header])
         if done:
@@ -164,14 +211,16 @@ def _run_locked(model: DiffusionLM, samplers: list[tuple[SamplerSpec, Sampler]],
         return []
     _, records = read_run(path)
     summary = summarize(records)
-    write_json(out / SUMMARY_FILE, {"header": header, "configs": summary["configs"], "pbx": summary["pbx"]})
+    bench = bench_reference.report_block(summary["configs"], header)
+    write_json(out / SUMMARY_FILE, {"header": header, "configs": summary["configs"], "pbx": summary["pbx"],
+                                    **({"parallelbench": bench} if bench else {})})
     return summary["configs"]
 
 def _decode_all(model: DiffusionLM, batches: list[Batch], rank: int, world_size: int, path: Path,
                 progress: bool) -> None:
     """Rounds of `world_size` batches: each rank decodes one, rank 0 appends them in batch order."""
     first = batches[0]
-    first.sampler.generate(model, [first.samples[0].prompt])  # warm-up, excluded from wall time
+    generate_batch(model, first, first.samples[:1])  # warm-up, excluded from wall time
     total = sum(len(b.samples) for b in batches)
     bar = tqdm(total=total, unit="sample", desc="eval", disable=not progress or rank != 0, dynamic_ncols=True)
     forwards = tokens = row_forwards = 0

@@ -76,6 +76,13 @@ def _score_line(task: str, data: dict[str, Any], out: list[str]) -> bool:
     raise ValueError(f"not a waiting-line task: {task!r}")  # pragma: no cover
 
 
+def score_items(task: str, data: dict[str, Any], items: list[str]) -> float:
+    """Score already-parsed list items for a waiting-line task (for callers with their own parse rule,
+    e.g. ParallelBench's strict parse). `data` needs `names`, `reference` (exact tasks) and `item`."""
+    check_choice("task", task, WAITING_LINE_TASKS)
+    return float(_score_line(task, data, items))
+
+
 def score(sample: TaskSample, output: Any) -> float:
     """1.0 if ``output`` solves ``sample`` else 0.0; never raises on the output.
 
