@@ -4,6 +4,7 @@ from .dream import DreamConfig, DreamModel
 from .llada import LLaDAConfig, LLaDAModelLM
 from .loading import load_model, zoo_names
 from .registry import ARCHITECTURES, Architecture, register_architecture
+from . import llada2, llada_moe  # noqa: E402,F401 - register the published LLaDA2.x and LLaDA-MoE formats
 
 __all__ = ["DiffusionLM", "wrap", "load_model", "zoo_names", "LLaDAConfig", "LLaDAModelLM", "DreamConfig",
            "DreamModel", "ARCHITECTURES", "Architecture", "register_architecture"]

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from .adapter import DiffusionLM
 from .packed import pack_linears
-from .registry import ARCHITECTURES
+from .registry import ARCHITECTURES, architecture_for
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def load_model(path_or_name: str | Path, *, dtype: str | torch.dtype | None = No
     if model_type not in ARCHITECTURES:
         raise ValueError(f"`model_type` in {path / 'config.json'} must be one of {sorted(ARCHITECTURES)}, got "
                          f"{model_type!r}; for another architecture build the module yourself and use `wrap`")
-    arch = ARCHITECTURES[model_type]
+    arch = architecture_for(config_dict)
     config = arch.config_class.from_dict(config_dict)
     device = torch.device(device) if device is not None else torch.device("cpu")
     dtype = resolve_dtype(dtype, device)
