@@ -106,6 +106,7 @@ class SDARForCausalLM(PreTrainedModel):
     config_class = SDARConfig
     base_model_prefix = "model"
     _no_split_modules = ["SDARLayer"]
+    block_causal = True  # `forward` takes `block_size` (see `with_block_size`)
 
     def __init__(self, config: SDARConfig) -> None:
         super().__init__(config)
@@ -138,9 +139,9 @@ class SDARForCausalLM(PreTrainedModel):
 
 
 class _BlockSizeView(nn.Module):
-    """The same SDAR weights run with another attention block size (1 = autoregressive mode)."""
+    """The same block-diffusion weights (SDAR, LLaDA2.x) run with another attention block size (1 = AR mode)."""
 
-    def __init__(self, inner: SDARForCausalLM, block_size: int) -> None:
+    def __init__(self, inner: nn.Module, block_size: int) -> None:
         super().__init__()
         self.inner, self.block_size = inner, block_size
 
@@ -149,10 +150,11 @@ class _BlockSizeView(nn.Module):
 
 
 def with_block_size(model: DiffusionLM, block_size: int) -> DiffusionLM:
-    """`model` (SDAR) decoding with attention block size `block_size`; 1 is the model's own AR mode."""
+    """`model` (SDAR, LLaDA2.x) decoding with attention block size `block_size`; 1 is the model's own AR mode."""
     module = model.module.inner if isinstance(model.module, _BlockSizeView) else model.module
-    if not isinstance(module, SDARForCausalLM):
-        raise ValueError(f"`model` must be an SDAR model from `load_model`, got {type(module).__name__}")
+    if not getattr(module, "block_causal", False):
+        raise ValueError(f"`model` must be a block-diffusion model (SDAR, LLaDA2.x) from `load_model`, got "
+                         f"{type(module).__name__}")
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"`block_size` must be an int >= 1, got {block_size!r}")
     return dataclasses.replace(model, module=_BlockSizeView(module, block_size), name=f"{model.name}@block{block_size}")
