@@ -115,11 +115,11 @@ PRESET_OPTIONS = {"adablock": {"delimiter_ids": (13,)}, "deer": None}  # adabloc
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_every_sampler_runs(published, prompts, preset):
     _, model = published
-    opts = PRESET_OPTIONS.get(preset, {"block_length": 8})
+    opts = PRESET_OPTIONS.get(preset, {"block_length": 4})
     if opts is None:
         pytest.skip("deer verifies with an autoregressive target model (tests/test_speculative.py)")
-    result = Sampler(preset, gen_length=16, **opts).generate(model, prompts)
-    assert result.canvas.shape == (2, 16) and not bool((result.canvas == MASK).any())
+    result = Sampler(preset, gen_length=8, **opts).generate(model, prompts)
+    assert result.canvas.shape == (2, 8) and not bool((result.canvas == MASK).any())
 
 
 def test_dispatch_equals_a_per_token_reference():
