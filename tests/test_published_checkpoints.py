@@ -62,6 +62,21 @@ def test_loads_the_published_format_and_gives_the_authors_logits(published):
     torch.testing.assert_close(adapted[..., keep], expected["logits"][..., keep], atol=1e-4, rtol=0)
 
 
+def test_llada2_drops_layers_past_num_hidden_layers(tmp_path, caplog):
+    """A checkpoint's extra (multi-token-prediction) layer is not run by the forward: dropped with a warning."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(FIXTURES / "llada2" / "model.safetensors"))
+    state["model.layers.2.input_layernorm.weight"] = torch.ones(32)
+    save_file(state, str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text((FIXTURES / "llada2" / "config.json").read_text())
+    with caplog.at_level("WARNING"):
+        model = load_model(tmp_path)
+    assert "dropping 1 tensors of layers >= num_hidden_layers=2" in caplog.text
+    expected = torch.load(FIXTURES / "llada2" / "expected.pt")
+    torch.testing.assert_close(model.module(expected["ids"]).logits, expected["logits"], atol=1e-4, rtol=0)
+
+
 def test_block_size_comes_from_the_config():
     assert load_model(FIXTURES / "sdar").module.config.block_size == 4
     assert load_model(FIXTURES / "llada2").module.config.block_size == 32  # LLaDA2 generate's default block_length

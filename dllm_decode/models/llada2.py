@@ -14,6 +14,9 @@ tests/fixtures/published/llada2 (tests/test_published_checkpoints.py).
 """
 from __future__ import annotations
 
+import logging
+import re
+
 import torch
 from torch import Tensor, nn
 from transformers import PretrainedConfig, PreTrainedModel
@@ -22,6 +25,8 @@ from .block_causal import attention_pattern
 from .layers import LogitsOutput, RMSNorm, add_residual, build_context, default_positions, init_weights, select_rows
 from .moe import ExpertMLP, dispatch, group_limited_sigmoid
 from .rotary import attend_heads, rotary_dims
+
+log = logging.getLogger(__name__)
 
 
 class LLaDA2Config(PretrainedConfig):
@@ -158,6 +163,18 @@ class LLaDA2ModelLM(PreTrainedModel):
         if isinstance(module, LLaDA2Gate):
             nn.init.normal_(module.weight, std=0.02)
             nn.init.zeros_(module.expert_bias)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Strict loading, except layers past `num_hidden_layers` (multi-token-prediction layers a checkpoint
+        may carry): the diffusion forward never runs them, and dInfer's loader also reads only layers below
+        `num_hidden_layers`. They are dropped with a warning."""
+        extra = [k for k in state_dict if (m := re.match(r"model\.layers\.(\d+)\.", k))
+                 and int(m.group(1)) >= self.config.num_hidden_layers]
+        if extra:
+            log.warning("dropping %d tensors of layers >= num_hidden_layers=%d (unused by the forward), e.g. %s",
+                        len(extra), self.config.num_hidden_layers, extra[0])
+            state_dict = {k: v for k, v in state_dict.items() if k not in set(extra)}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def head(self, hidden: Tensor) -> Tensor:
         if self.config.tie_word_embeddings:
