@@ -128,11 +128,6 @@ def test_s2d2_rejects_shifted_models(dream, ragged_prompts):
         Sampler("s2d2", gen_length=16).generate(dream, ragged_prompts)
 
 
-def test_sdar_rejects_a_kv_cache(sdar):
-    with pytest.raises(ValueError, match="SDAR decodes with `cache=\"none\"`"):
-        sdar.module(torch.zeros(1, 4, dtype=torch.long), cache=object())
-
-
 @pytest.mark.skipif("tiny-sdar" not in zoo_names(), reason="tiny-sdar not in the zoo yet")
 def test_s2d2_on_tiny_sdar_equals_its_ar_mode():
     model = load_model("tiny-sdar")

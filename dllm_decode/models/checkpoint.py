@@ -7,12 +7,15 @@ reading gigabytes, and the message lists a few names instead of the full key dum
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
+
+log = logging.getLogger(__name__)
 
 INDEX_FILE = "model.safetensors.index.json"
 SHOWN = 3  # names listed per group in a key-mismatch message
@@ -139,5 +142,11 @@ def checked_state_dict(module: torch.nn.Module, path: Path, model_type: str) -> 
     index = path / INDEX_FILE
     source = index if index.is_file() else files[0] if len(files) == 1 else path
     expected = {name: tuple(t.shape) for name, t in module.state_dict().items()}
-    check_weights(expected, tensor_shapes(files), source, model_type)
-    return read_tensors(files)
+    found = tensor_shapes(files)
+    unused = set(getattr(module, "unused_tensors", lambda names: [])(list(found)))
+    if unused:
+        log.warning("%s: dropping %d tensors the forward never reads, e.g. %s", source, len(unused), min(unused))
+        found = {k: v for k, v in found.items() if k not in unused}
+    check_weights(expected, found, source, model_type)
+    tensors = read_tensors(files)
+    return {k: v for k, v in tensors.items() if k not in unused}

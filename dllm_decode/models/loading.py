@@ -15,7 +15,7 @@ from .checkpoint import CheckpointError, checked_state_dict, read_config, read_s
 from .directory import (ZOO_DIR, build_config, end_of_text_ids, load_tokenizer, resolve_device,  # noqa: F401
                         resolve_dtype, resolve_mask_id, resolve_path, zoo_names)
 from .packed import pack_linears
-from .registry import ARCHITECTURES
+from .registry import ARCHITECTURES, architecture_for
 
 
 def load_model(path_or_name: str | Path, *, dtype: str | torch.dtype | None = None,
@@ -43,7 +43,7 @@ def load_model(path_or_name: str | Path, *, dtype: str | torch.dtype | None = No
             return load_causal_lm(path, dtype=dtype, device=device, eos_ids=eos_ids)
         raise CheckpointError(f"`model_type` in {path / 'config.json'} must be one of {sorted(ARCHITECTURES)}, got "
                               f"{model_type!r}; for another architecture build the module yourself and use `wrap`")
-    arch = ARCHITECTURES[model_type]
+    arch = architecture_for(config_dict)
     config = build_config(arch, config_dict, path / "config.json")
     mask = resolve_mask_id(config, config_dict, mask_id, path / "config.json")
     dtype = resolve_dtype(dtype, device)

@@ -10,6 +10,7 @@ outside transformers wins over the `auto_map` entry.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import transformers
 from torch import nn
@@ -43,6 +44,25 @@ def register_architecture(arch: Architecture) -> None:
     model_type = arch.config_class.model_type
     ARCHITECTURES[model_type] = arch
     _register_auto(arch)
+
+
+VARIANTS: list[tuple[str, Callable[[dict], bool], Architecture]] = []
+
+
+def register_variant(model_type: str, claims: Callable[[dict], bool], arch: Architecture) -> None:
+    """Register `arch`, and let it also load configs whose `model_type` is another architecture's name when
+    `claims(config_dict)` holds (LLaDA-MoE's published config says "llada" and carries `num_experts`)."""
+    register_architecture(arch)
+    VARIANTS.append((model_type, claims, arch))
+
+
+def architecture_for(config: dict) -> Architecture | None:
+    """The architecture that loads a config.json dict: a claiming variant first, else its `model_type`."""
+    model_type = config.get("model_type")
+    for name, claims, arch in VARIANTS:
+        if name == model_type and claims(config):
+            return arch
+    return ARCHITECTURES.get(model_type)
 
 
 def _register_auto(arch: Architecture) -> None:

@@ -4,9 +4,10 @@ Published SDAR chat checkpoints (`model_type: "sdar"`, `block_size: 4`, `mask_to
 unchanged: `model.embed_tokens`, `model.layers.N.{input_layernorm, post_attention_layernorm,
 self_attn.{q,k,v,o}_proj, self_attn.{q,k}_norm, mlp.{gate,up,down}_proj}`, `model.norm`, `lm_head`. Qwen3
 differs from Qwen2 (Dream) by a per-head RMSNorm on queries and keys before RoPE and no qkv bias.
-Attention is block-causal: a token attends every key whose block (position // block size) is not
-later than its own, bidirectionally inside its block. A 4-D boolean mask, when given, replaces that
-pattern (S2D2's verifier passes one). Logits are NOT shifted: SDAR's reference `generate.py` fills
+Attention is block-causal (models/block_causal.py): a token attends every key whose block (position //
+block size) is not later than its own, bidirectionally inside its block, cached keys included. A 4-D
+boolean mask, when given, replaces that pattern (S2D2's verifier passes one). Held to the authors'
+modeling_sdar.py by tests/fixtures/published/sdar (tests/test_published_checkpoints.py). Logits are NOT shifted: SDAR's reference `generate.py` fills
 block position i from logits row i (and its training loss reads the noisy position's own row).
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import Tensor, nn
 from transformers import PretrainedConfig, PreTrainedModel
 
 from .adapter import DiffusionLM
+from .block_causal import attention_pattern
 from .dream import QwenAttention, QwenLayer
 from .layers import init_weights, LogitsOutput, RMSNorm, attend, build_context, default_positions, select_rows
 
@@ -60,6 +62,8 @@ class SDARConfig(PretrainedConfig):
         self.hidden_act, self.max_position_embeddings = hidden_act, max_position_embeddings
         self.rms_norm_eps, self.rope_theta = rms_norm_eps, rope_theta
         self.attention_bias, self.block_size, self.mask_token_id = attention_bias, block_size, mask_token_id
+        # published configs name a training kernel ("flex_attention"); attention here is the library's backend
+        kwargs.pop("attn_implementation", None)
         super().__init__(vocab_size=vocab_size, tie_word_embeddings=tie_word_embeddings, pad_token_id=pad_token_id,
                          bos_token_id=bos_token_id, eos_token_id=eos_token_id, **kwargs)
 
@@ -96,21 +100,13 @@ class SDARBody(nn.Module):
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
 
-def block_causal_mask(positions: Tensor, block_size: int, key_mask: Tensor | None) -> Tensor:
-    """bool [B, 1, L, L]: query i sees key j iff block(j) <= block(i), block = position // block_size."""
-    block = positions // block_size  # [B, L]
-    allowed = block[:, None, :] <= block[:, :, None]  # [B, L(query), L(key)]
-    if key_mask is not None:
-        allowed = allowed & key_mask.bool()[:, None, :]
-    return allowed[:, None]
-
-
 class SDARForCausalLM(PreTrainedModel):
     """SDAR with the library's forward: explicit positions, bool masks and `logits_for`."""
 
     config_class = SDARConfig
     base_model_prefix = "model"
     _no_split_modules = ["SDARLayer"]
+    block_causal = True  # `forward` takes `block_size` (see `with_block_size`)
 
     def __init__(self, config: SDARConfig) -> None:
         super().__init__(config)
@@ -130,15 +126,12 @@ class SDARForCausalLM(PreTrainedModel):
     def forward(self, input_ids: Tensor, positions: Tensor | None = None, attention_mask: Tensor | None = None,
                 cache=None, logits_for: Tensor | None = None, attention=None, block_size: int | None = None) -> LogitsOutput:
         """input_ids [B, L] -> logits [B, L or n, V]. A 2-D key mask (or None) gets the block-causal pattern of
-        `block_size` (default: the config's); a 4-D mask [B, 1|H, L, L] is used as given."""
+        `block_size` (default: the config's) over the attended keys, cached ones included (models/block_causal.py);
+        a 4-D mask [B, 1|H, L, S] is used as given."""
         cfg = self.config
         positions = default_positions(input_ids) if positions is None else positions
-        if cache is not None:
-            raise ValueError("SDAR decodes with `cache=\"none\"` in this build (its block-causal pattern needs the key "
-                             "positions a KV store does not expose)")
-        if attention_mask is None or attention_mask.dim() == 2:
-            attention_mask = block_causal_mask(positions, block_size or cfg.block_size, attention_mask)
-        ctx = build_context(positions, cfg.head_dim, cfg.rope_theta, attention_mask, input_ids.shape[1], None, attention)
+        mask = attention_pattern(positions, attention_mask, cache, block_size or cfg.block_size)
+        ctx = build_context(positions, cfg.head_dim, cfg.rope_theta, mask, input_ids.shape[1], cache, attention)
         x = self.model.embed_tokens(input_ids)
         for layer in self.model.layers:
             x = layer(x, ctx)
@@ -146,9 +139,9 @@ class SDARForCausalLM(PreTrainedModel):
 
 
 class _BlockSizeView(nn.Module):
-    """The same SDAR weights run with another attention block size (1 = autoregressive mode)."""
+    """The same block-diffusion weights (SDAR, LLaDA2.x) run with another attention block size (1 = AR mode)."""
 
-    def __init__(self, inner: SDARForCausalLM, block_size: int) -> None:
+    def __init__(self, inner: nn.Module, block_size: int) -> None:
         super().__init__()
         self.inner, self.block_size = inner, block_size
 
@@ -157,10 +150,11 @@ class _BlockSizeView(nn.Module):
 
 
 def with_block_size(model: DiffusionLM, block_size: int) -> DiffusionLM:
-    """`model` (SDAR) decoding with attention block size `block_size`; 1 is the model's own AR mode."""
+    """`model` (SDAR, LLaDA2.x) decoding with attention block size `block_size`; 1 is the model's own AR mode."""
     module = model.module.inner if isinstance(model.module, _BlockSizeView) else model.module
-    if not isinstance(module, SDARForCausalLM):
-        raise ValueError(f"`model` must be an SDAR model from `load_model`, got {type(module).__name__}")
+    if not getattr(module, "block_causal", False):
+        raise ValueError(f"`model` must be a block-diffusion model (SDAR, LLaDA2.x) from `load_model`, got "
+                         f"{type(module).__name__}")
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"`block_size` must be an int >= 1, got {block_size!r}")
     return dataclasses.replace(model, module=_BlockSizeView(module, block_size), name=f"{model.name}@block{block_size}",
