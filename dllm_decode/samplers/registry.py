@@ -13,6 +13,7 @@ from .base import CommitRule
 from .blocks import BLOCKS
 from .credit import CreditDecoding
 from .early import EARLY_COMMITS
+from .eb import EntropyBound
 from .localleap import LocalLeap
 from .prophet import Prophet
 from .sched import SchED
@@ -85,3 +86,4 @@ register("sched", LLaDATopK, rule_defaults={"remasking": "low_confidence"}, defa
          summary="SchED: low-confidence top-k, all-in commit once the span's gap clears a falling schedule")
 register("adablock", Threshold, defaults={"blocks": "adaptive"},
          summary="AdaBlock: threshold rule in blocks that end at confidently predicted delimiters")
+register("eb", EntropyBound, summary="EB-sampler: lowest-entropy prefix with sum(H) - max(H) <= entropy_bound (0.1)")
