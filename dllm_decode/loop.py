@@ -218,3 +218,5 @@ class Denoise(Loop):
 
 
 LOOPS: dict[str, type[Loop]] = {"denoise": Denoise}
+from .uniform import UniformDenoise  # noqa: E402 - DiffusionGemma's uniform-noise loop (imports Loop from here)
+LOOPS[UniformDenoise.name] = UniformDenoise

@@ -103,6 +103,12 @@ def load_model(path_or_name: str | Path, *, dtype: str | torch.dtype | None = No
     path = resolve_path(path_or_name)
     config_dict = json.loads((path / "config.json").read_text())
     model_type = config_dict.get("model_type")
+    if model_type == "diffusion_gemma":  # transformers' own class, a uniform-noise model: models/diffusion_gemma.py
+        from .diffusion_gemma import load_diffusion_gemma
+
+        device = torch.device(device) if device is not None else torch.device("cpu")
+        return load_diffusion_gemma(path, dtype=resolve_dtype(dtype, device), device=device, mask_id=mask_id,
+                                    eos_ids=eos_ids)
     if model_type not in ARCHITECTURES:
         raise ValueError(f"`model_type` in {path / 'config.json'} must be one of {sorted(ARCHITECTURES)}, got "
                          f"{model_type!r}; for another architecture build the module yourself and use `wrap`")
