@@ -144,7 +144,10 @@ def denoise_canvas(model: Any, state: DecodeState, plan: Any, generator: torch.G
     B, device, N = state.x.shape[0], state.x.device, settings["max_denoising_steps"]
     columns = slice(state.prompt_width + block * C, state.prompt_width + (block + 1) * C)
     positions = state.positions[:, columns]
-    noise = lambda: torch.randint(0, V, (B, C), generator=generator, device=device)  # noqa: E731
+
+    def noise() -> Tensor:  # uniform random tokens for a whole canvas: transformers draws [B, C] even for kept rows
+        return torch.randint(0, V, (B, C), generator=generator, device=device)
+
     current = noise()
     argmax, self_conditioning, done, history = current, None, torch.zeros_like(finished), None
     masks = module.model.decoder.create_diffusion_decoder_attention_mask(
@@ -155,12 +158,7 @@ def denoise_canvas(model: Any, state: DecodeState, plan: Any, generator: torch.G
         logits = module(decoder_input_ids=current, self_conditioning_logits=self_conditioning,
                         decoder_attention_mask=masks, cache=cache, decoder_position_ids=positions).logits
         state.nfe += 1
-        # transformers' schedule, in float32 from an int32 step count
-        temperature = settings["t_min"] + (settings["t_max"] - settings["t_min"]) * (
-            torch.tensor(remaining, dtype=torch.int32, device=device) / N)
-        tempered = logits / temperature
-        if plan.tokens.logits_eos_inf:
-            tempered = forbid_eos(tempered, eos_ids)
+        tempered = temper(logits, remaining, settings, eos_ids if plan.tokens.logits_eos_inf else None)
         probs = torch.softmax(tempered, dim=-1, dtype=torch.float32)
         sample = torch.multinomial(probs.view(-1, V), 1, generator=generator).view(B, C)
         new_argmax = tempered.argmax(-1)
@@ -183,6 +181,15 @@ def denoise_canvas(model: Any, state: DecodeState, plan: Any, generator: torch.G
         if bool(done.all()):  # the step's one host sync
             break
     return argmax
+
+
+def temper(logits: Tensor, remaining: int, settings: dict[str, Any], forbidden: Tensor | None) -> Tensor:
+    """logits / t with t = t_min + (t_max - t_min) n / N, n steps remaining, computed in float32 from an int32
+    step count exactly as transformers' `LinearTemperatureScheduleLogitsProcessor` does (same rounding)."""
+    n = torch.tensor(remaining, dtype=torch.int32, device=logits.device)
+    t_min, t_max = settings["t_min"], settings["t_max"]
+    tempered = logits / (t_min + (t_max - t_min) * (n / settings["max_denoising_steps"]))
+    return tempered if forbidden is None else forbid_eos(tempered, forbidden)
 
 
 def accept(state: DecodeState, plan: Any, tempered: Tensor, generator: torch.Generator | None, block: int,
