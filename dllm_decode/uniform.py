@@ -20,6 +20,8 @@ Equality with transformers' `model.generate` (same seed, same settings, prompts 
 from the request's generator in transformers' order, per canvas: `randint` [B, canvas] for the initial canvas,
 then per step `multinomial` over the B x canvas rows of the tempered softmax followed by `randint` [B, canvas]
 for the renoise; the temperature is computed in float32 from an int32 step tensor as transformers does.
+`Sampler(seed=s)` seeds a fresh generator, which draws the same stream as `torch.manual_seed(s)` before
+`model.generate`; without a seed the draws come from torch's global generator, as in transformers.
 Differences: position ids count from each row's first real token (transformers shares one range across a
 padded batch, so a padded row is not computed as it would be alone); the canvas always holds `gen_length`
 tokens (after a finished batch, the rest is `pad_token_id`); random draws are one stream for the batch, so a
@@ -121,7 +123,6 @@ def run_uniform(model: Any, state: DecodeState, plan: Any, generator: torch.Gene
         state.extras["encoder_forwards"] += 1
         canvas = denoise_canvas(model, state, plan, generator, settings, cache, block, visible[:, :end], finished)
         finished = finalize(state, canvas, block, finished, settings)
-        state.block_start.fill_(min(end - P, G))
         if bool(finished.all()):
             state.canvas[:, end - P:] = model.pad_id  # nothing is generated after every row has ended
             break

@@ -106,7 +106,9 @@ def test_rows_stop_early_at_their_own_step(model, prompts):
 
 def test_acceptance_comes_from_the_commit_rule(model, prompts):
     """Accept-everything under two different rules is the same decoding; a strict rule changes it."""
-    run = lambda name, **o: Sampler(name, loop="uniform", gen_length=2 * CANVAS, seed=3, **o).generate(model, prompts)  # noqa: E731
+    def run(name, **options):
+        return Sampler(name, loop="uniform", gen_length=2 * CANVAS, seed=3, **options).generate(model, prompts)
+
     everything = run("eb", entropy_bound=1e9)
     assert torch.equal(run("threshold", threshold=1e-9).canvas, everything.canvas)
     assert not torch.equal(run("eb", entropy_bound=0.0).canvas, everything.canvas)
@@ -164,3 +166,13 @@ def test_load_and_wrap_errors(checkpoint, llada):
         load_model(checkpoint, mask_id=3)
     with pytest.raises(ValueError, match="`module` must be a transformers DiffusionGemmaForBlockDiffusion"):
         wrap_diffusion_gemma(llada.module)
+
+
+def test_a_left_padded_row_computes_as_alone(model):
+    """Padding is hidden from a padded row. With one step per canvas the first canvas is the argmax of one forward
+    from the first B x canvas random draws, so row 0 (padded) must equal its run alone."""
+    g = torch.Generator().manual_seed(4)
+    short, long = torch.randint(3, V, (3,), generator=g), torch.randint(3, V, (7,), generator=g)
+    sampler = Sampler("eb", loop="uniform", gen_length=CANVAS, seed=2, max_denoising_steps=1)
+    batched = sampler.generate(model, [short, long])
+    assert torch.equal(batched.canvas[0], sampler.generate(model, short).canvas[0])

@@ -62,7 +62,8 @@ def wrap_diffusion_gemma(module: torch.nn.Module, tokenizer: Any = None, eos_ids
     from transformers import DiffusionGemmaForBlockDiffusion
 
     if not isinstance(module, DiffusionGemmaForBlockDiffusion):
-        raise ValueError(f"`module` must be a transformers DiffusionGemmaForBlockDiffusion, got {type(module).__name__}")
+        raise ValueError("`module` must be a transformers DiffusionGemmaForBlockDiffusion, got "
+                         f"{type(module).__name__}; for our own architectures use `wrap`")
     text = module.config.text_config
     generation = generation_defaults(module)
     if eos_ids is None:
