@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import torch
 
-from . import loop, speculative  # noqa: F401 - register the loops (`denoise`; `ssd`, `s2d2`, `deer`) and presets
+from . import loop, speculative, uniform  # noqa: F401 - register the loops (`denoise`, `uniform`; `ssd`, `s2d2`, `deer`)
 from .cache import CACHES
 from .components import Component, pick
 from .config import DecodeConfig, fit_lengths
@@ -41,8 +41,12 @@ class Sampler:
     """
 
     def __init__(self, name: str, **options: Any) -> None:
+        self._build(name, options, frozenset(options))
+
+    def _build(self, name: str, options: dict[str, Any], given: frozenset[str]) -> None:
+        """`given`: the options the user set (components' `check` judges only those; the rest were fitted)."""
         self.name, self.preset = resolve(name)
-        self.rule, self.decode, self.plan = self._compose(name, options)
+        self.rule, self.decode, self.plan = self._compose(name, options, given)
         # the user's options as their components normalised them (e.g. a drafter path, loaded once here)
         self.options = {**options, **{key: getattr(part, key) for part in self.plan.components()
                                       for key in part.option_names() if key in options}}
@@ -52,7 +56,8 @@ class Sampler:
         self.auto = frozenset(auto - set(options))  # resolved against the model when `generate` sees it
         self._fitted: dict[tuple, Sampler] = {}
 
-    def _compose(self, name: str, options: dict[str, Any]) -> tuple[CommitRule, DecodeConfig, DecodePlan]:
+    def _compose(self, name: str, options: dict[str, Any],
+                 given: frozenset[str]) -> tuple[CommitRule, DecodeConfig, DecodePlan]:
         """Validate every option and build the plan (lengths left unset take their model-free defaults)."""
         general_names = set(DecodeConfig.option_names())
         merged = {**self.preset.defaults, **options}
@@ -77,7 +82,6 @@ class Sampler:
                                          else config.gen_length)
         parts = {axis: cls.build(config, routed[axis]) for axis, cls in classes.items() if axis != "rule"}
         plan = self._plan(rule, parts, config)
-        given = frozenset(options)
         for part in plan.components():
             part.check(plan, config, given)
         return rule, config, plan
@@ -97,7 +101,9 @@ class Sampler:
             return self
         key = tuple(sorted((k, repr(v)) for k, v in fitted.items()))
         if key not in self._fitted:
-            self._fitted[key] = Sampler(self.name, **self.options, **fitted)
+            resolved = object.__new__(Sampler)
+            resolved._build(self.name, {**self.options, **fitted}, frozenset(self.options))
+            self._fitted[key] = resolved
         return self._fitted[key]
 
     @staticmethod

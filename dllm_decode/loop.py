@@ -196,4 +196,3 @@ class Denoise(Loop):
     def run(self, model: DiffusionLM, state: DecodeState, plan: DecodePlan,
             generator: torch.Generator | None) -> None:
         denoise(model, state, plan, generator)
-

@@ -169,7 +169,7 @@ def test_every_axis_registry_lives_beside_its_base_class():
 
     expected = [(BLOCKS, BlockSchedule, {"fixed", "adaptive"}), (EARLY_COMMITS, EarlyCommit, {"prophet", "sched"}),
                 (CACHES, CacheStrategy, {"none", "prefix", "dual", "delayed", "windowed"}),
-                (ATTENTION, AttentionStrategy, {"dense", "sparse"}), (LOOPS, Loop, {"denoise", "ssd", "s2d2", "deer"})]
+                (ATTENTION, AttentionStrategy, {"dense", "sparse"}), (LOOPS, Loop, {"denoise", "uniform", "ssd", "s2d2", "deer"})]
     for table, base, names in expected:
         assert table.base is base and set(table) == names
         assert all(issubclass(cls, base) and cls.name == name for name, cls in table.items())

@@ -36,6 +36,11 @@ def load_model(path_or_name: str | Path, *, dtype: str | torch.dtype | None = No
     path = resolve_path(path_or_name)
     config_dict = read_config(path)
     model_type = config_dict.get("model_type")
+    if model_type == "diffusion_gemma":  # transformers' own class, a uniform-noise model: models/diffusion_gemma.py
+        from .diffusion_gemma import load_diffusion_gemma
+
+        return load_diffusion_gemma(path, dtype=resolve_dtype(dtype, device), device=device, mask_id=mask_id,
+                                    eos_ids=eos_ids)
     if model_type not in ARCHITECTURES:
         from .causal import is_causal_lm_type, load_causal_lm  # an AR checkpoint (DEER's target, e.g. tiny-ar)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from .base import CommitRule
 from .credit import CreditDecoding
+from .eb import EntropyBound
 from .localleap import LocalLeap
 from .threshold import EntropyThreshold, Factor, Threshold
 from .topk import DreamTopK, LLaDATopK
@@ -91,3 +92,5 @@ register("sched", LLaDATopK, rule_defaults={"remasking": "low_confidence"}, defa
 register("adablock", Threshold, defaults={"blocks": "adaptive"},
          summary="AdaBlock: threshold rule in blocks that end at confidently predicted delimiters",
          paper="Lu et al. 2025, AdaBlock-dLLM: Semantic-Aware Diffusion LLM Inference via Adaptive Block Size")
+register("eb", EntropyBound, summary="EB-sampler: lowest-entropy prefix with sum(H) - max(H) <= entropy_bound (0.1)",
+         paper="Ben-Hamu et al. 2025, Accelerated Sampling from Masked Diffusion Models via Entropy Bounded Unmasking")
