@@ -1,11 +1,12 @@
-"""The block-wise denoising loop: the one place where forwards happen and steps are counted.
+"""The denoising step and the pieces every step-wise loop shares: window, forward, decision, commit.
 
-Each step: one forward (through the cache strategy) with logits only for the window of canvas columns
-the policy reads; block starts (the schedule may read that forward); the commit rule; early-commit
-hooks; then rows whose block is empty move on. The loop reads the host once per step, for the done
-flags (and the window width), plus once more on steps where some rows have finished (`nonzero` lists
-the rows still decoding); a KV cache adds one read for the shape of its forward (`cache/rows.py`).
-Other loops (self-speculative, AR-verified) register in `LOOPS` and reuse these pieces.
+Each `denoise` step: one forward (through the cache strategy) with logits only for the window of canvas
+columns the policy reads; block starts (the schedule may read that forward); the commit rule;
+early-commit hooks; the commit. The `Driver` (driver.py) runs the steps and owns the rest (done rows,
+the step limit, fills, block moves, trace). Host reads per denoise step: the driver's one sync (the done
+count, with the widest row's mask count when the head reads masked columns only); a `nonzero` once some
+row has finished (the rows fed); a KV cache's one read of its forward's shape (`cache/rows.py`).
+The speculative loops (`speculative/`) contribute their own steps from the same pieces.
 """
 from __future__ import annotations
 
@@ -15,10 +16,15 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from .driver import (Driver, LoopStep, Rows, StepEvent, StepLoop, advance_blocks, count_forward, finish_step,
+                     prepare, record_step)
 from .models.adapter import DiffusionLM
-from .plan import LOOPS, DecodePlan, Loop
+from .plan import LOOPS, DecodePlan
 from .samplers.base import Decision, StepInput
 from .state import DecodeState
+
+__all__ = ["Denoise", "Driver", "LoopStep", "StepEvent", "advance_blocks", "apply", "commit", "decide",
+           "finish_step", "prepare", "record_step", "step_logits", "window"]
 
 
 def window(state: DecodeState, plan: DecodePlan) -> tuple[Tensor, Tensor]:
@@ -58,20 +64,6 @@ def start_blocks(state: DecodeState, plan: DecodePlan, logits: Tensor, cols: Ten
     state.rule_state = plan.rule.reset(state.rule_state, starting)
 
 
-def advance_blocks(state: DecodeState, plan: DecodePlan, active: Tensor, taken: Tensor | None = None) -> None:
-    """Rows whose block has no masks left move to the block holding their first remaining mask; the others
-    count `taken` [B] more steps of their block (default: one per active row; SSD passes its chain depth)."""
-    G = state.gen_length
-    is_mask = state.is_mask
-    finished = active & ~(is_mask & state.block_mask).any(1)
-    any_mask = is_mask.any(1)
-    first_mask = torch.where(any_mask, is_mask.float().argmax(1), torch.full_like(state.block_start, G))
-    state.block_start = torch.where(finished, plan.blocks.next_start(first_mask).clamp(max=G), state.block_start)
-    taken = active.long() if taken is None else taken * active.long()
-    state.block_step = torch.where(finished, torch.zeros_like(state.block_step), state.block_step + taken)
-    state.done = state.done | ~any_mask
-
-
 def apply(state: DecodeState, commit: Tensor, tokens: Tensor, cols: Tensor) -> None:
     """Write committed tokens into the canvas and stamp their commit step.
 
@@ -85,23 +77,22 @@ def apply(state: DecodeState, commit: Tensor, tokens: Tensor, cols: Tensor) -> N
     state.commit_step.masked_fill_(hits, state.step)
 
 
-def prepare(model: DiffusionLM, state: DecodeState, plan: DecodePlan) -> None:
-    """Per-request set-up of the cache and the attention backend."""
-    plan.cache.new_request(model, state, plan)
-    state.extras["attention"] = plan.attention.new_request(state, plan)
-    plan.blocks.new_request(model, state)  # e.g. AdaBlock resolves its delimiter ids from the tokenizer
-    for hook in plan.early:
-        hook.new_request(model, state)  # e.g. Prophet writes its forced anchor text into the canvas
+def commit(state: DecodeState, decision: Decision, cols: Tensor, real: Tensor) -> Tensor:
+    """The one place a step's decision enters the canvas: its commits at real, still-masked columns of `cols`
+    [B, n] are written. Hooks may commit outside the block (fills), never a window duplicate or an already
+    written token. Returns the commits taken [B, n]."""
+    taken = decision.commit & real & state.is_mask.gather(1, cols)
+    apply(state, taken, decision.tokens, cols)
+    return taken
 
 
 def step_logits(model: DiffusionLM, state: DecodeState, plan: DecodePlan, rows: Tensor | None,
-                cols: Tensor) -> Tensor:
-    """One counted forward through the cache strategy and the attention backend."""
-    backend = state.extras.get("attention")
-    if backend is not None:
-        plan.attention.begin_step(backend, state)
+                cols: Tensor, fed: Tensor | None = None) -> Tensor:
+    """One counted forward through the cache strategy and the attention backend (`fed` [B]: rows charged)."""
+    if state.attention_state is not None:
+        plan.attention.begin_step(state.attention_state, state)
     logits = plan.cache.logits(model, state, plan, rows, cols)
-    state.nfe += 1
+    count_forward(state, fed)
     return logits
 
 
@@ -120,79 +111,40 @@ def decide(state: DecodeState, plan: DecodePlan, logits: Tensor, cols: Tensor, r
     return step, decision
 
 
-def finish_step(state: DecodeState, plan: DecodePlan, active: Tensor, eos_ids: Tensor,
-                taken: Tensor | None = None) -> None:
-    for hook in plan.early:
-        filled = hook.after_commit(state, eos_ids)
-        if filled is not None:
-            state.commit_step.masked_fill_(filled, state.step)
-    record_step(state)
-    advance_blocks(state, plan, active, taken)
-    state.step += 1
 
 
-@dataclass(frozen=True)
-class StepEvent:
-    """What `generate(on_step=...)` receives after each step, on the CPU.
+class DenoiseStep(LoopStep):
+    """Plain denoising's step: one forward over the window, the rule's decision, the commit."""
 
-    `committed` [B, G] bool: positions committed in this step (fills by early-commit hooks included);
-    `tokens` [B, G] long: their tokens, the mask id elsewhere; `canvas` [B, G] long: the canvas so far.
-    """
+    def __init__(self, driver: Driver) -> None:
+        self.driver = driver
+        self.compact = reads_masked_only(driver.plan)
+        self.cols = self.real = self.masked = None  # this step's window, set in `counts`
 
-    step: int
-    committed: Tensor
-    tokens: Tensor
-    canvas: Tensor
+    def counts(self, active: Tensor) -> list[Tensor]:
+        state, plan = self.driver.state, self.driver.plan
+        self.cols, self.real = window(state, plan)
+        if not self.compact:
+            return []
+        self.masked = self.real & state.is_mask.gather(1, self.cols) & active[:, None]
+        return [self.masked.sum(1).max()]  # the widest row's masked columns: the head's width
 
-
-def record_step(state: DecodeState) -> None:
-    """Trace history and the `on_step` callback; one device->host copy per step, only when either is on."""
-    if state.history is None and state.on_step is None:
-        return
-    canvas, stamps = torch.stack([state.canvas, state.commit_step]).cpu()  # stack copies: never aliases the state
-    if state.history is not None:
-        state.history.append(canvas)
-    if state.on_step is not None:
-        committed = stamps == state.step  # every commit of this step (hook fills included) carries its step
-        state.on_step(StepEvent(state.step, committed, canvas.masked_fill(~committed, state.mask_id), canvas))
-
-
-def denoise(model: DiffusionLM, state: DecodeState, plan: DecodePlan, generator: torch.Generator | None) -> None:
-    """Run `plan` on `state` until every row's canvas has no masks."""
-    eos_ids = torch.tensor(model.eos_ids, device=state.x.device)
-    limit = 2 * state.gen_length * max(plan.steps_per_block or 1, 1) + 8
-    prepare(model, state, plan)
-    compact = reads_masked_only(plan)
-    while True:
-        active = ~state.done
-        cols, real = window(state, plan)
-        if compact:
-            masked = real & state.is_mask.gather(1, cols) & active[:, None]
-            n_active, width = torch.stack([active.sum(), masked.sum(1).max()]).tolist()  # host sync 1: counts
-        else:
-            n_active = int(active.sum())  # host sync 1: the count of rows still decoding
-        if n_active == 0:
-            break
-        if state.step >= limit:
-            raise RuntimeError(f"decoding did not finish in {limit} steps: a commit rule committed nothing repeatedly")
-        rows = None if n_active == active.shape[0] else active.nonzero().squeeze(1)  # sync 2, once rows finish
-        if compact and width < cols.shape[1]:
-            cols, real = masked_first(cols, real, masked, max(width, 1))
-        logits = step_logits(model, state, plan, rows, cols)
-        state.row_nfe += active.long()
-        _, decision = decide(state, plan, logits, cols, real, active, eos_ids, generator)
-        # hooks may commit outside the block (fills), never a window duplicate or an already-written token
-        apply(state, decision.commit & real & state.is_mask.gather(1, cols), decision.tokens, cols)
-        finish_step(state, plan, active, eos_ids)
+    def advance(self, rows: Rows, counts: list[int]) -> None:
+        d = self.driver
+        cols, real = self.cols, self.real
+        if self.compact and counts[0] < cols.shape[1]:
+            cols, real = masked_first(cols, real, self.masked, max(counts[0], 1))
+        logits = step_logits(d.model, d.state, d.plan, rows.index, cols, rows.mask)
+        _, decision = decide(d.state, d.plan, logits, cols, real, rows.mask, d.eos_ids, d.generator)
+        commit(d.state, decision, cols, real)
 
 
 @LOOPS.register
 @dataclass(frozen=True)
-class Denoise(Loop):
+class Denoise(StepLoop):
     """Plain denoising: one forward per step."""
 
     name: ClassVar[str] = "denoise"
 
-    def run(self, model: DiffusionLM, state: DecodeState, plan: DecodePlan,
-            generator: torch.Generator | None) -> None:
-        denoise(model, state, plan, generator)
+    def begin(self, driver: Driver) -> DenoiseStep:
+        return DenoiseStep(driver)

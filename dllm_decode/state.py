@@ -7,7 +7,7 @@ different steps under adaptive rules). Shapes: B batch, P padded prompt width, G
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -30,10 +30,14 @@ class DecodeState:
     row_nfe: Tensor  # [B] long: forwards in which the row was still decoding
     step: int = 0
     nfe: int = 0
-    rule_state: Any = None
     history: list[Tensor] | None = None  # canvases after each step, when traced
     on_step: Callable[[Any], None] | None = None  # `generate(on_step=...)`: called with a StepEvent per step
-    extras: dict[str, Any] = field(default_factory=dict)  # per-request state of blocks / early-commit hooks
+    # Per-request state, one slot per axis; each axis owns the dataclass it keeps here (None: the axis keeps none).
+    rule_state: Any = None  # e.g. `samplers.credit.CreditState`
+    block_state: Any = None  # e.g. `samplers.adablock.Delimiters`
+    cache_state: Any = None  # `cache.rows.KVState` (`cache.windowed.WindowState`) for the KV caches
+    attention_state: Any = None  # the attention backend of the request, e.g. `kernels.sparse.SparseBackend`
+    loop_state: Any = None  # a loop's accounting, e.g. `speculative.verifier.Acceptance`
 
     @property
     def gen_length(self) -> int:

@@ -45,6 +45,13 @@ if TYPE_CHECKING:
     from .models.adapter import DiffusionLM
 
 
+@dataclass
+class Encoded:
+    """The uniform loop's per-request accounting (`state.loop_state`): encoder forwards (one per canvas)."""
+
+    encoder_forwards: int = 0
+
+
 @dataclass(frozen=True)
 @LOOPS.register
 class UniformDenoise(Loop):
@@ -99,7 +106,7 @@ class UniformDenoise(Loop):
         run_uniform(model, state, plan, generator, self.settings(model))
 
     def stats(self, state: DecodeState) -> dict[str, Any]:
-        return {"encoder_forwards": state.extras.get("encoder_forwards", 0)}
+        return {"encoder_forwards": state.loop_state.encoder_forwards if isinstance(state.loop_state, Encoded) else 0}
 
 
 def run_uniform(model: Any, state: DecodeState, plan: Any, generator: torch.Generator | None,
@@ -115,13 +122,13 @@ def run_uniform(model: Any, state: DecodeState, plan: Any, generator: torch.Gene
     visible = state.attention_mask if state.attention_mask is not None else torch.ones_like(state.x, dtype=torch.bool)
     cache = DynamicCache(config=module.config.get_text_config(decoder=True))
     finished = torch.zeros(B, dtype=torch.bool, device=state.x.device)
-    state.extras["encoder_forwards"] = 0
+    state.loop_state = Encoded()
     for block in range(G // C):
         state.rule_state = plan.rule.reset(state.rule_state, torch.ones_like(finished))  # every row starts a canvas
         start, end = P + block * C, P + (block + 1) * C
         fed = slice(0, P) if block == 0 else slice(start - C, start)  # the prompt, then the previous canvas
         encode(module, state.x[:, fed], visible[:, :start], state.positions[:, fed], cache)
-        state.extras["encoder_forwards"] += 1
+        state.loop_state.encoder_forwards += 1
         canvas = denoise_canvas(model, state, plan, generator, settings, cache, block, visible[:, :end], finished)
         finished = finalize(state, canvas, block, finished, settings)
         if bool(finished.all()):

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from dllm_decode import Sampler, wrap
-from dllm_decode.samplers.adablock import AdaBlock, resolve_delimiters
+from dllm_decode.samplers.adablock import AdaBlock, Delimiters, resolve_delimiters
 from dllm_decode.samplers.base import StepInput, TokenOptions
 from dllm_decode.samplers.credit import CreditDecoding
 from dllm_decode.samplers.localleap import LocalLeap
@@ -209,7 +209,7 @@ def test_adablock_above_one_equals_fixed_blocks(model, prompts):
 
 def test_adablock_ends_the_block_at_a_confident_delimiter():
     state = new_state([torch.tensor([1, 2])], G, 8, 0, MASK, False)
-    state.extras["adablock_delimiters"] = torch.tensor([5])
+    state.block_state = Delimiters(torch.tensor([5]))
     logits = torch.zeros(1, G, 10)
     logits[0, 3, 5] = 4.0  # a confident delimiter 3 columns after the block start
     logits[0, 6, 5] = 1.0  # a weaker one further on

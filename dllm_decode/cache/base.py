@@ -33,7 +33,7 @@ class CacheStrategy(Component):
     full_canvas: ClassVar[bool] = False  # every canvas row is recomputed each step, so any column's logits are fresh
 
     def new_request(self, model: "DiffusionLM", state: DecodeState, plan: "PlanView") -> None:
-        """Allocate per-request buffers (kept in `state.extras`)."""
+        """Allocate per-request buffers (kept in `state.cache_state`, a dataclass the strategy owns)."""
 
     def logits(self, model: "DiffusionLM", state: DecodeState, plan: "PlanView", rows: Tensor | None,
                cols: Tensor) -> Tensor:
@@ -69,7 +69,7 @@ class NoCache(CacheStrategy):
             pos, targets = torch.cat([pos, pos]), torch.cat([targets, targets])
             keep = torch.cat([keep, keep]) if keep is not None else None
         logits = model(x, positions=pos, attention_mask=keep, logits_for=targets,
-                       attention=state.extras.get("attention"))
+                       attention=state.attention_state)
         if plan.cfg_scale > 0:
             cond, uncond = logits.chunk(2)
             logits = uncond + (plan.cfg_scale + 1) * (cond - uncond)

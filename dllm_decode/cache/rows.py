@@ -25,7 +25,13 @@ if TYPE_CHECKING:
     from ..config import DecodeConfig
     from ..models.adapter import DiffusionLM
 
-BUFFER = "kv_buffer"  # key of the request's KVBuffer in `state.extras`
+
+
+@dataclass
+class KVState:
+    """A KV strategy's per-request state (`state.cache_state`): the K/V of every column, batch-aligned."""
+
+    buffer: KVBuffer
 
 
 def check_refresh(value: int | None) -> None:
@@ -89,9 +95,9 @@ def cached_forward(model: "DiffusionLM", state: DecodeState, recompute: Tensor, 
     keys = state.attention_mask
     if attend is not None:
         keys = attend if keys is None else attend & keys
-    store = Writes(state.extras[BUFFER], qcols, write)
+    store = Writes(state.cache_state.buffer, qcols, write)
     logits = model(ids, positions=pos, attention_mask=keys, cache=store, logits_for=logits_for,
-                   attention=state.extras.get("attention"))
+                   attention=state.attention_state)
     return logits.masked_fill(~fresh[..., None], 0.0)
 
 
@@ -113,7 +119,7 @@ class KVCache(CacheStrategy):
         if not model.supports_cache:
             raise ValueError(f"`cache={self.name!r}` needs a model whose layers read a KV cache, got a wrapped "
                              f"{model.name}; load it with `load_model` or use `cache=\"none\"`")
-        state.extras[BUFFER] = KVBuffer(*state.x.shape)
+        state.cache_state = KVState(KVBuffer(*state.x.shape))
 
     def logits(self, model: "DiffusionLM", state: DecodeState, plan: "PlanView", rows: Tensor | None,
                cols: Tensor) -> Tensor:
@@ -127,8 +133,7 @@ class KVCache(CacheStrategy):
         return cached_forward(model, state, recompute, attend, cols)
 
     def nbytes(self, state: DecodeState) -> int:
-        buffer = state.extras.get(BUFFER)
-        return buffer.nbytes() if buffer is not None else 0
+        return state.cache_state.buffer.nbytes() if isinstance(state.cache_state, KVState) else 0
 
     def check(self, plan: "PlanView", config: "DecodeConfig", given: frozenset[str]) -> None:
         if plan.cfg_scale > 0:

@@ -21,14 +21,21 @@ from torch import Tensor
 
 from ..state import DecodeState
 from .base import CACHES
-from .rows import KVCache, check_refresh, on_canvas, periodic, shifted
+from .rows import KVCache, KVState, check_refresh, on_canvas, periodic, shifted
 
 if TYPE_CHECKING:
     from ..components import PlanView
     from ..config import DecodeConfig
     from ..models.adapter import DiffusionLM
 
-PHASE = "kv_phase_start"  # key in `state.extras`: [B] step of each row's last full refresh
+
+
+@dataclass
+class WindowState(KVState):
+    """The windowed cache's per-request state: the K/V buffer and the phase (`phase_start` [B], the step of each
+    row's last full refresh; tokens committed since then are recomputed so their K/V carry the real token)."""
+
+    phase_start: Tensor
 
 
 @CACHES.register
@@ -60,19 +67,23 @@ class WindowedCache(KVCache):
 
     def new_request(self, model: "DiffusionLM", state: DecodeState, plan: "PlanView") -> None:
         super().new_request(model, state, plan)
-        state.extras[PHASE] = torch.zeros_like(state.block_start)
+        state.cache_state = WindowState(state.cache_state.buffer, torch.zeros_like(state.block_start))
 
     def refresh_rows(self, model: "DiffusionLM", state: DecodeState) -> Tensor:
-        full = torch.full_like(state.done, periodic(state.step, self.refresh))
-        # the phase restarts for the rows refreshed now (read by `partial` next step)
-        state.extras[PHASE] = torch.where(full, state.step, state.extras[PHASE])
-        return full
+        return torch.full_like(state.done, periodic(state.step, self.refresh))
+
+    def logits(self, model: "DiffusionLM", state: DecodeState, plan: "PlanView", rows: Tensor | None,
+               cols: Tensor) -> Tensor:
+        logits = super().logits(model, state, plan, rows, cols)
+        if periodic(state.step, self.refresh):  # every row refreshed: a new phase, read by `partial` from next step
+            state.cache_state.phase_start.fill_(state.step)  # in place: the request's own [B] tensor
+        return logits
 
     def partial(self, model: "DiffusionLM", state: DecodeState, cols: Tensor) -> tuple[Tensor, Tensor | None]:
         is_mask = state.is_mask
         rank = is_mask.long().cumsum(1) - 1  # [B, G]: index of each mask among the row's masks
         active = is_mask & (rank < self.active_masks)
-        this_phase = state.commit_step >= state.extras[PHASE][:, None]
+        this_phase = state.commit_step >= state.cache_state.phase_start[:, None]
         recompute = shifted(on_canvas(state, active | this_phase), model.shift)
         canvas_keys = ~is_mask | (rank < self.attended_masks)
         keys = torch.cat([torch.ones_like(state.x[:, :state.prompt_width], dtype=torch.bool), canvas_keys], dim=1)

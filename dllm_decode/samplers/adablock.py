@@ -29,7 +29,13 @@ if TYPE_CHECKING:
     from ..config import DecodeConfig
 
 LOOKAHEAD = 0.25  # fraction of gen_length searched for a delimiter at each block start (the paper's window)
-DELIMITERS = "adablock_delimiters"  # key of the request's delimiter ids [E] in `state.extras`
+
+
+@dataclass
+class Delimiters:
+    """AdaBlock's per-request state (`state.block_state`): the delimiter token ids [E] on the request's device."""
+
+    ids: Tensor
 
 
 @BLOCKS.register
@@ -81,7 +87,7 @@ class AdaBlock(BlockSchedule):
     def new_request(self, model: "ModelFacts", state: DecodeState) -> None:
         spec = default_delimiters(model) if self.delimiter_ids is None else self.delimiter_ids
         ids = resolve_delimiters(spec, model.tokenizer)
-        state.extras[DELIMITERS] = torch.tensor(ids, dtype=torch.long, device=state.x.device)
+        state.block_state = Delimiters(torch.tensor(ids, dtype=torch.long, device=state.x.device))
 
     def start(self, state: DecodeState, starting: Tensor, logits: Tensor, x0: Tensor | None, cols: Tensor) -> None:
         """Block ends for rows `starting` [B] from the window logits [B, n, V] at canvas columns `cols` [B, n]."""
@@ -92,7 +98,7 @@ class AdaBlock(BlockSchedule):
         best = logp.max(-1)  # greedy prediction and its log-confidence
         pred = best.indices if x0 is None else x0
         confidence = confidence_of(logp, pred)
-        score = confidence.masked_fill(~(ahead & torch.isin(pred, state.extras[DELIMITERS])), -1.0)
+        score = confidence.masked_fill(~(ahead & torch.isin(pred, state.block_state.ids)), -1.0)
         top, at = score.max(-1)  # the most confident delimiter in the look-ahead, per row
         at_delimiter = cols.gather(1, at[:, None]).squeeze(1) + 1  # the block ends just after it
         default = (state.block_start + self.default_block_length).clamp(max=G)

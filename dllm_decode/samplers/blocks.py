@@ -19,7 +19,7 @@ class BlockSchedule(Component):
     variable: ClassVar[bool] = False  # True: block lengths are unknown in advance (no per-block step budget)
 
     def new_request(self, model: "ModelFacts", state: DecodeState) -> None:
-        """Per-request set-up before the first forward (kept in `state.extras`); never calls the network."""
+        """Per-request set-up before the first forward (kept in `state.block_state`); never calls the network."""
 
     def window(self, gen_length: int) -> int:
         """Widest window of canvas columns (from the block start) whose logits a block start needs."""

@@ -25,13 +25,14 @@ from torch import Tensor
 
 from ..cache.base import NoCache
 from ..kernels.base import DenseAttention
-from ..loop import record_step
+from ..driver import Driver, LoopStep, Rows, StepLoop, count_forward
+from ..loop import commit
 from ..models.adapter import DiffusionLM
 from ..models.causal import CausalLM
-from ..plan import LOOPS, DecodePlan, Loop
+from ..plan import LOOPS, DecodePlan
 from ..samplers.base import CommitRule, Decision, StepInput, choose
 from ..state import DecodeState
-from .verifier import draw, mean_accepted, probabilities, verify
+from .verifier import Acceptance, Verdict, draw, probabilities, verify
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class DraftFill(CommitRule):
 
 @LOOPS.register
 @dataclass(frozen=True)
-class DEER(Loop):
+class DEER(StepLoop):
     """Draft `draft_length` tokens with a dLLM `drafter`, verify them with the AR target passed to `generate`."""
 
     drafter: Any = None  # a DiffusionLM, or a checkpoint directory / zoo name for `load_model`
@@ -90,61 +91,17 @@ class DEER(Loop):
                              f"({type(target).__name__}); the diffusion model goes in `drafter`")
         return {}
 
-    def run(self, target: DiffusionLM, state: DecodeState, plan: DecodePlan,
-            generator: torch.Generator | None) -> None:
+    def begin(self, driver: Driver) -> "DraftStep":
+        target = driver.model
         self.fit(target, frozenset())
         if self.drafter.device != target.device:
             raise ValueError(f"`drafter` is on {self.drafter.device} but the target on {target.device}; move one")
-        T, k = plan.tokens.temperature, self.draft_length
-        B, S = state.x.shape
-        P, G = state.prompt_width, state.gen_length
-        device = state.x.device
-        keep = state.attention_mask if state.attention_mask is not None else torch.ones_like(state.x, dtype=torch.bool)
-        eos_ids = torch.tensor(target.eos_ids, device=device)
-        eos_fill = target.eos_ids[0]  # the id written after a row's EOS, read on the host once per request
-        cols = torch.arange(S, device=device)
-        vocab = target.module.get_output_embeddings().weight.shape[0]
-        length = torch.zeros(B, dtype=torch.long, device=device)  # verified canvas tokens per row
-        past, cached = None, 0  # target KV cache and how many leading columns it holds (the same for every row)
-        stats = {"drafter_nfe": 0, "target_nfe": 0, "accepted": []}
-        state.extras["deer"] = stats
-        while True:
-            active = ~state.done
-            if int(active.sum()) == 0:  # the iteration's one host sync
-                break
-            drafts, q = self._draft(state, keep, length, k, T, generator)
-            stats["drafter_nfe"] += 1
-            if q.shape[-1] != vocab:
-                raise ValueError(f"drafter vocabulary ({q.shape[-1]}) differs from the target's ({vocab}); DEER needs "
-                                 "a drafter trained on the target's tokenizer")
-            fed = state.x.masked_fill(cols[None, :] >= P + length[:, None], target.pad_id)
-            fed[:, P:] = torch.where((cols[None, P:] >= P + length[:, None]) & (cols[None, P:] < P + length[:, None] + k),
-                                     self._spread(drafts, length, G), fed[:, P:])
-            end = int((P + length + k).where(active, torch.zeros_like(length)).max().clamp(max=S))
-            logits, past = target.step(fed[:, cached:end], positions=state.positions[:, cached:end],
-                                       attention_mask=keep[:, :end], past=past)
-            state.nfe += 1
-            stats["target_nfe"] += 1
-            state.row_nfe += active.long()
-            rows = (P + length - 1 - cached)[:, None] + torch.arange(k + 1, device=device)  # logits row of draft i
-            rows = rows.clamp(0, logits.shape[1] - 1)
-            p = probabilities(logits.gather(1, rows[..., None].expand(-1, -1, logits.shape[-1])), T)  # [B, k+1, V]
-            verdict = verify(drafts, q, p, temperature=T, limit=(G - length).clamp(0, k), generator=generator)
-            stats["accepted"].append(verdict.accepted.where(active, torch.full_like(length, -1)))
-            length = torch.where(active, self._commit(state, length, drafts, verdict, active, eos_ids, eos_fill),
-                                 length)
-            state.done = state.done | (length >= G)
-            record_step(state)  # trace history and the on_step callback
-            state.step += 1
-            still = ~state.done
-            if bool(still.any()):
-                cached = int((P + length - 1).where(still, torch.full_like(length, S)).min())  # re-feed the last token
-                target.truncate(past, cached)
+        return DraftStep(self, driver)
 
     def stats(self, state: DecodeState) -> dict[str, Any]:
-        stats = state.extras.get("deer", {"drafter_nfe": 0, "target_nfe": 0, "accepted": []})
-        return {"drafter_nfe": stats["drafter_nfe"], "target_nfe": stats["target_nfe"],
-                "mean_accepted": mean_accepted(stats["accepted"])}
+        acceptance = state.loop_state if isinstance(state.loop_state, Acceptance) else Acceptance()
+        target_nfe = state.nfe if isinstance(state.loop_state, Acceptance) else 0  # `nfe` counts target forwards
+        return {"drafter_nfe": acceptance.forwards, "target_nfe": target_nfe, "mean_accepted": acceptance.mean()}
 
     def _draft(self, state: DecodeState, keep: Tensor, length: Tensor, k: int, T: float,
                generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
@@ -167,31 +124,80 @@ class DEER(Loop):
         idx = (torch.arange(G, device=drafts.device)[None, :] - length[:, None]).clamp(0, k - 1)
         return drafts.gather(1, idx)
 
-    @staticmethod
-    def _commit(state: DecodeState, length: Tensor, drafts: Tensor, verdict, active: Tensor, eos_ids: Tensor,
-                eos_fill: int) -> Tensor:
-        """Write accepted drafts plus the verifier's token; stop rows at EOS. Returns the new verified length [B]."""
-        B, k = drafts.shape
-        G = state.gen_length
-        n_new = verdict.accepted + (verdict.has_token & (length + verdict.accepted < G)).long()  # [B]
-        seg = torch.cat([drafts, drafts[:, :1]], 1).scatter(1, verdict.accepted[:, None], verdict.token[:, None])  # [B, k+1]
+
+
+class DraftStep(LoopStep):
+    """One DEER step: the drafter's k drafts, one incremental target forward over them, verification, the commit.
+    Progress is each row's verified length, not blocks; the driver's one sync also reads the target forward's
+    end column and where the target's KV cache is cut."""
+
+    moves_blocks: ClassVar[bool] = False
+
+    def __init__(self, loop: DEER, driver: Driver) -> None:
+        state, target = driver.state, driver.model
+        self.loop, self.driver = loop, driver
+        B, S = state.x.shape
+        device = state.x.device
+        self.keep = state.attention_mask if state.attention_mask is not None else \
+            torch.ones_like(state.x, dtype=torch.bool)
+        self.eos_fill = target.eos_ids[0]  # the id written after a row's EOS, read on the host once per request
+        self.vocab = target.module.get_output_embeddings().weight.shape[0]
+        self.length = torch.zeros(B, dtype=torch.long, device=device)  # verified canvas tokens per row
+        self.past: Any = None  # the target's KV cache; it holds the leading `cached` columns of every row
+        state.loop_state = self.acceptance = Acceptance()
+
+    def counts(self, active: Tensor) -> list[Tensor]:
+        state, k = self.driver.state, self.loop.draft_length
+        P, S = state.prompt_width, state.x.shape[1]
+        end = (P + self.length + k).where(active, torch.zeros_like(self.length)).max().clamp(max=S)
+        keep = (P + self.length - 1).where(active, torch.full_like(self.length, S)).min()  # re-feed the last token
+        return [end, keep]
+
+    def advance(self, rows: Rows, counts: list[int]) -> None:
+        d, loop, active = self.driver, self.loop, rows.mask
+        state, target, generator = d.state, d.model, d.generator
+        T, k = d.plan.tokens.temperature, loop.draft_length
+        P, G, S = state.prompt_width, state.gen_length, state.x.shape[1]
+        end, cached = counts[0], 0
+        if self.past is not None:
+            cached = counts[1]
+            target.truncate(self.past, cached)
+        length, cols = self.length, torch.arange(S, device=state.x.device)
+        drafts, q = loop._draft(state, self.keep, length, k, T, generator)
+        self.acceptance.forwards += 1
+        if q.shape[-1] != self.vocab:
+            raise ValueError(f"drafter vocabulary ({q.shape[-1]}) differs from the target's ({self.vocab}); DEER "
+                             "needs a drafter trained on the target's tokenizer")
+        fed = state.x.masked_fill(cols[None, :] >= P + length[:, None], target.pad_id)
+        fed[:, P:] = torch.where((cols[None, P:] >= P + length[:, None]) & (cols[None, P:] < P + length[:, None] + k),
+                                 loop._spread(drafts, length, G), fed[:, P:])
+        logits, self.past = target.step(fed[:, cached:end], positions=state.positions[:, cached:end],
+                                        attention_mask=self.keep[:, :end], past=self.past)
+        count_forward(state, active)
+        at = (P + length - 1 - cached)[:, None] + torch.arange(k + 1, device=state.x.device)  # logits row of draft i
+        at = at.clamp(0, logits.shape[1] - 1)
+        p = probabilities(logits.gather(1, at[..., None].expand(-1, -1, logits.shape[-1])), T)  # [B, k+1, V]
+        verdict = verify(drafts, q, p, temperature=T, limit=(G - length).clamp(0, k), generator=generator)
+        self.acceptance.record(verdict.accepted, active)
+        self.length = torch.where(active, self.write(drafts, verdict, active), length)
+        state.done = state.done | (self.length >= G)
+
+    def write(self, drafts: Tensor, verdict: Verdict, active: Tensor) -> Tensor:
+        """Commit accepted drafts plus the verifier's token; stop rows at EOS. Returns the new verified length [B]."""
+        state, length = self.driver.state, self.length
+        k, G = drafts.shape[1], state.gen_length
+        n_new = verdict.accepted + (verdict.has_token & (length + verdict.accepted < G)).long()  # [B], <= G - length
+        seg = torch.cat([drafts, drafts[:, :1]], 1).scatter(1, verdict.accepted[:, None], verdict.token[:, None])
         offs = torch.arange(k + 1, device=drafts.device)
-        write = (offs[None, :] < n_new[:, None]) & active[:, None]
-        is_eos = torch.isin(seg, eos_ids) & write
+        write = (offs[None, :] < n_new[:, None]) & active[:, None]  # [B, k+1]
+        is_eos = torch.isin(seg, self.driver.eos_ids) & write
         first_eos = torch.where(is_eos.any(1), is_eos.float().argmax(1), torch.full_like(n_new, k + 1))
-        where = length[:, None] + offs  # may run past the canvas: write into a padded copy, then keep G columns
-        pad = torch.full((B, k + 1), -1, dtype=torch.long, device=drafts.device)
-        canvas = torch.cat([state.canvas, pad], 1)
-        canvas.scatter_(1, where, torch.where(write, seg, canvas.gather(1, where)))
-        stamps = torch.cat([state.commit_step, pad], 1)
-        stamps.scatter_(1, where, torch.where(write, torch.full_like(where, state.step), stamps.gather(1, where)))
-        state.canvas.copy_(canvas[:, :G])  # in place: `canvas` is a view of state.x
-        state.commit_step.copy_(stamps[:, :G])
-        canvas = state.canvas
+        where = length[:, None] + offs  # columns past the canvas are never written (n_new <= G - length)
+        commit(state, Decision(write, seg), where.clamp(max=G - 1), where < G)
         stopped = active & (first_eos <= k)
         after = torch.arange(G, device=drafts.device)[None, :] > (length + first_eos)[:, None]
         fill = stopped[:, None] & after
-        canvas.masked_fill_(fill, eos_fill)  # AR decoding ends at EOS: the rest of the row is EOS
+        state.canvas.masked_fill_(fill, self.eos_fill)  # AR decoding ends at EOS: the rest of the row is EOS
         state.commit_step.masked_fill_(fill & (state.commit_step < 0), state.step)
         state.done = state.done | stopped
         return torch.where(stopped, torch.full_like(n_new, G), length + n_new)

@@ -7,16 +7,17 @@ accepted length is E = sum_k prod_{i<=k} a_i; S2D2's default `score` verifies wh
 accepted - cost while on, expected score while off), switched on above `hysteresis_on` (1) and off below
 `hysteresis_off` (-5); the balance restarts at each switch (our reading of the paper's on > 1, off < -5).
 `ucb`: UCB1 over the arms {skip, verify} per row, reward = tokens committed per forward spent that step.
-State is a small dict of [B] / [B, 2] tensors; nothing loops over rows. Shapes: B batch, W block length.
+Each route is a small class behind `Route`; the stateful ones keep a dataclass of [B] / [B, 2] tensors
+made per request. Nothing loops over rows. Shapes: B batch, W block length.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
-
-ROUTES = ("always", "never", "span", "score", "hysteresis", "ucb")
 
 
 def expected_accepted(probs: Tensor, span: Tensor) -> Tensor:
@@ -27,48 +28,135 @@ def expected_accepted(probs: Tensor, span: Tensor) -> Tensor:
     return a.cumprod(-1).sum(-1)
 
 
-def init_route_state(route: str, B: int, device: torch.device) -> dict[str, Tensor]:
-    if route == "hysteresis":
-        return {"on": torch.ones(B, dtype=torch.bool, device=device), "balance": torch.zeros(B, device=device)}
-    if route == "ucb":
-        return {"count": torch.zeros(B, 2, device=device), "reward": torch.zeros(B, 2, device=device)}
-    return {}
+@dataclass(frozen=True)
+class Outcome:
+    """What a step did, per row [B]: took part (still decoding), verified, drafts accepted, tokens committed."""
+
+    rows: Tensor
+    verified: Tensor
+    expected: Tensor
+    accepted: Tensor
+    committed: Tensor
 
 
-def choose_rows(route: str, state: dict[str, Tensor], span_len: Tensor, expected: Tensor, *, min_span: int,
-                cost: float, ucb_c: float) -> Tensor:
-    """[B] bool: rows that verify this step (rows with an empty span never do)."""
-    has_span = span_len > 0
-    if route == "always":
-        return has_span
-    if route == "never":
-        return torch.zeros_like(has_span)
-    if route == "span":
-        return has_span & (span_len >= min_span)
-    if route == "score":
-        return has_span & (expected - cost >= 0)
-    if route == "hysteresis":
-        return has_span & state["on"]
-    count, reward = state["count"], state["reward"]  # ucb; arm 0 = skip, 1 = verify
-    total = count.sum(-1, keepdim=True).clamp_min(1)
-    bonus = ucb_c * torch.sqrt(2 * torch.log(total) / count.clamp_min(1))
-    value = torch.where(count > 0, reward / count.clamp_min(1) + bonus, torch.full_like(count, float("inf")))
-    return has_span & (value[:, 1] > value[:, 0])
+@dataclass(frozen=True)
+class Route:
+    """A routing policy; its fields are S2D2 options of the same names. Rows with an empty span never verify."""
+
+    name: ClassVar[str] = ""
+
+    @classmethod
+    def from_options(cls, options: Any) -> "Route":
+        """The route configured from an object carrying its fields (the `S2D2` loop)."""
+        return cls(**{f.name: getattr(options, f.name) for f in fields(cls)})
+
+    def new_request(self, batch: int, device: torch.device) -> Any:
+        """Per-request routing state (None for stateless routes)."""
+        return None
+
+    def choose(self, state: Any, span_len: Tensor, expected: Tensor) -> Tensor:
+        """[B] bool: rows that would verify this step, before the empty-span rule."""
+        raise NotImplementedError
+
+    def verifying(self, state: Any, span_len: Tensor, expected: Tensor) -> Tensor:
+        return (span_len > 0) & self.choose(state, span_len, expected)
+
+    def update(self, state: Any, outcome: Outcome) -> Any:
+        """The state after a step."""
+        return state
 
 
-def update_route_state(route: str, state: dict[str, Tensor], rows: Tensor, verified: Tensor, expected: Tensor,
-                       accepted: Tensor, committed: Tensor, *, cost: float, on: float, off: float) -> dict[str, Tensor]:
-    """After a step: rows [B] that took part, verified [B], accepted drafts [B], committed tokens [B]."""
-    if route == "hysteresis":
-        gain = torch.where(verified, accepted.float() - cost, expected - cost)
-        balance = state["balance"] + gain.where(rows, torch.zeros_like(gain))
-        turn_on = ~state["on"] & (balance > on)
-        turn_off = state["on"] & (balance < off)
-        switched = turn_on | turn_off
-        return {"on": state["on"] ^ switched, "balance": balance.masked_fill(switched, 0.0)}
-    if route == "ucb":
-        arm = verified.long()[:, None]
-        forwards = 1.0 + verified.float()
-        hit = torch.zeros_like(state["count"]).scatter_(1, arm, 1.0) * rows.float()[:, None]
-        return {"count": state["count"] + hit, "reward": state["reward"] + hit * (committed.float() / forwards)[:, None]}
-    return state
+@dataclass(frozen=True)
+class Always(Route):
+    name: ClassVar[str] = "always"
+
+    def choose(self, state: None, span_len: Tensor, expected: Tensor) -> Tensor:
+        return torch.ones_like(span_len, dtype=torch.bool)
+
+
+@dataclass(frozen=True)
+class Never(Route):
+    name: ClassVar[str] = "never"
+
+    def choose(self, state: None, span_len: Tensor, expected: Tensor) -> Tensor:
+        return torch.zeros_like(span_len, dtype=torch.bool)
+
+
+@dataclass(frozen=True)
+class Span(Route):
+    min_span: int = 2
+    name: ClassVar[str] = "span"
+
+    def choose(self, state: None, span_len: Tensor, expected: Tensor) -> Tensor:
+        return span_len >= self.min_span
+
+
+@dataclass(frozen=True)
+class Score(Route):
+    route_cost: float = 1.0
+    name: ClassVar[str] = "score"
+
+    def choose(self, state: None, span_len: Tensor, expected: Tensor) -> Tensor:
+        return expected - self.route_cost >= 0
+
+
+@dataclass
+class Switch:
+    """Hysteresis state: whether each row verifies [B] bool, and its running balance [B] since the last switch."""
+
+    on: Tensor
+    balance: Tensor
+
+
+@dataclass(frozen=True)
+class Hysteresis(Route):
+    route_cost: float = 1.0
+    hysteresis_on: float = 1.0
+    hysteresis_off: float = -5.0
+    name: ClassVar[str] = "hysteresis"
+
+    def new_request(self, batch: int, device: torch.device) -> Switch:
+        return Switch(torch.ones(batch, dtype=torch.bool, device=device), torch.zeros(batch, device=device))
+
+    def choose(self, state: Switch, span_len: Tensor, expected: Tensor) -> Tensor:
+        return state.on
+
+    def update(self, state: Switch, outcome: Outcome) -> Switch:
+        gain = torch.where(outcome.verified, outcome.accepted.float() - self.route_cost,
+                           outcome.expected - self.route_cost)
+        balance = state.balance + gain.where(outcome.rows, torch.zeros_like(gain))
+        switched = (~state.on & (balance > self.hysteresis_on)) | (state.on & (balance < self.hysteresis_off))
+        return Switch(state.on ^ switched, balance.masked_fill(switched, 0.0))
+
+
+@dataclass
+class Arms:
+    """UCB state per row over the arms (skip, verify): pulls [B, 2] and summed rewards [B, 2]."""
+
+    count: Tensor
+    reward: Tensor
+
+
+@dataclass(frozen=True)
+class UCB(Route):
+    ucb_c: float = 1.0
+    name: ClassVar[str] = "ucb"
+
+    def new_request(self, batch: int, device: torch.device) -> Arms:
+        return Arms(torch.zeros(batch, 2, device=device), torch.zeros(batch, 2, device=device))
+
+    def choose(self, state: Arms, span_len: Tensor, expected: Tensor) -> Tensor:
+        count, reward = state.count, state.reward  # arm 0 = skip, 1 = verify
+        total = count.sum(-1, keepdim=True).clamp_min(1)
+        bonus = self.ucb_c * torch.sqrt(2 * torch.log(total) / count.clamp_min(1))
+        value = torch.where(count > 0, reward / count.clamp_min(1) + bonus, torch.full_like(count, float("inf")))
+        return value[:, 1] > value[:, 0]
+
+    def update(self, state: Arms, outcome: Outcome) -> Arms:
+        arm = outcome.verified.long()[:, None]
+        forwards = 1.0 + outcome.verified.float()  # a verifying row spent two forwards this step
+        hit = torch.zeros_like(state.count).scatter_(1, arm, 1.0) * outcome.rows.float()[:, None]
+        return Arms(state.count + hit, state.reward + hit * (outcome.committed.float() / forwards)[:, None])
+
+
+ROUTES: dict[str, type[Route]] = {cls.name: cls for cls in (Always, Never, Span, Score, Hysteresis, UCB)}

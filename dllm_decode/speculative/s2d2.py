@@ -24,14 +24,15 @@ from torch import Tensor
 
 from ..cache.base import NoCache
 from ..kernels.base import DenseAttention
-from ..loop import apply, decide, finish_step, prepare, step_logits, window
+from ..driver import Driver, LoopStep, Rows, StepLoop, count_forward
+from ..loop import commit, decide, step_logits, window
 from ..models.adapter import DiffusionLM
-from ..plan import LOOPS, DecodePlan, Loop
-from ..samplers.base import forbid_eos
+from ..plan import LOOPS, DecodePlan
+from ..samplers.base import Decision, forbid_eos
 from ..samplers.early import EndOfTextFill
 from ..state import DecodeState, scatter_rows
-from .routing import ROUTES, choose_rows, expected_accepted, init_route_state, update_route_state
-from .verifier import draw, mean_accepted, probabilities, verify
+from .routing import ROUTES, Outcome, expected_accepted
+from .verifier import Acceptance, Verdict, draw, probabilities, verify
 
 ROUTE_OPTIONS = {"min_span": ("span",), "route_cost": ("score", "hysteresis"),
                  "hysteresis_on": ("hysteresis",), "hysteresis_off": ("hysteresis",), "ucb_c": ("ucb",)}
@@ -39,7 +40,7 @@ ROUTE_OPTIONS = {"min_span": ("span",), "route_cost": ("score", "hysteresis"),
 
 @LOOPS.register
 @dataclass(frozen=True)
-class S2D2(Loop):
+class S2D2(StepLoop):
     """Draft with the block forward, verify the leftmost mask span in AR mode when the router says so."""
 
     route: str = "score"
@@ -82,66 +83,15 @@ class S2D2(Loop):
                              "Sampler(\"ssd\") for self-speculation on LLaDA / Dream")
         return {}
 
-    def run(self, model: DiffusionLM, state: DecodeState, plan: DecodePlan,
-            generator: torch.Generator | None) -> None:
-        if model.shift != 0:
+    def begin(self, driver: Driver) -> "VerifyStep":
+        if driver.model.shift != 0:
             raise ValueError(f"`loop=\"s2d2\"` needs a block-diffusion model with unshifted logits (SDAR), got "
-                             f"{model.name} with shift={model.shift}")
-        eos_ids = torch.tensor(model.eos_ids, device=state.x.device)
-        B, device, T = state.x.shape[0], state.x.device, plan.tokens.temperature
-        route = init_route_state(self.route, B, device)
-        stats = {"verify_nfe": 0, "accepted": []}
-        state.extras["s2d2"] = stats
-        prepare(model, state, plan)
-        while True:
-            active = ~state.done
-            n_active = int(active.sum())  # host sync 1 of at most 2 per step (the second: whether anyone verifies)
-            if n_active == 0:
-                break
-            rows = None if n_active == B else active.nonzero().squeeze(1)
-            cols, real = window(state, plan)
-            logits = step_logits(model, state, plan, rows, cols)
-            state.row_nfe += active.long()
-            step, decision = decide(state, plan, logits, cols, real, active, eos_ids, generator)
-            W = cols.shape[1]
-            first = step.eligible.float().argmax(1)  # leftmost mask of the block (window index)
-            slot = first[:, None] + torch.arange(W, device=device)  # span-aligned window index, may pass W
-            span = torch.cat([step.eligible, torch.zeros_like(step.eligible)], 1).gather(1, slot).long().cumprod(1).bool()
-            span_len = span.sum(1)
-            draft_logits = forbid_eos(logits, eos_ids) if plan.tokens.logits_eos_inf else logits
-            p = probabilities(draft_logits.gather(1, slot.clamp(max=W - 1)[..., None].expand(-1, -1, logits.shape[-1])), T)
-            drafts = draw(p, T, generator)  # [B, W] span-aligned
-            expected = expected_accepted(p, span)
-            verifying = choose_rows(self.route, route, span_len, expected, min_span=self.min_span,
-                                    cost=self.route_cost, ucb_c=self.ucb_c) & active
-            commit, tokens = decision.commit, decision.tokens
-            accepted = torch.zeros_like(span_len)
-            if bool(verifying.any()):
-                q = self._verify_forward(model, state, plan, cols, slot, span, drafts, verifying, eos_ids)
-                q = torch.where(verifying[:, None, None], q, p)  # rows that skip: any valid distribution
-                verdict = verify(drafts, p, q, temperature=T, limit=span_len, generator=generator)
-                accepted = verdict.accepted
-                j = torch.arange(W, device=device)[None, :]
-                v_commit = ((j < accepted[:, None]) | ((j == accepted[:, None]) & (accepted < span_len)[:, None])) & span
-                v_tokens = torch.where(j < accepted[:, None], drafts, verdict.token[:, None])
-                use = verifying & (v_commit.sum(1) >= self.min_commit)
-                wide_commit = torch.zeros(B, 2 * W, dtype=torch.bool, device=device).scatter(1, slot, v_commit)
-                wide_tokens = torch.cat([tokens, tokens], 1).scatter(1, slot, v_tokens)
-                commit = torch.where(use[:, None], wide_commit[:, :W], commit)
-                tokens = torch.where(use[:, None], wide_tokens[:, :W], tokens)
-                state.nfe += 1  # the verification forward
-                stats["verify_nfe"] += 1
-                state.row_nfe += verifying.long()
-            commit = commit & real & state.is_mask.gather(1, cols)
-            apply(state, commit, tokens, cols)
-            stats["accepted"].append(accepted.where(verifying, torch.full_like(accepted, -1)))
-            route = update_route_state(self.route, route, active, verifying, expected, accepted, commit.sum(1),
-                                       cost=self.route_cost, on=self.hysteresis_on, off=self.hysteresis_off)
-            finish_step(state, plan, active, eos_ids)
+                             f"{driver.model.name} with shift={driver.model.shift}")
+        return VerifyStep(self, driver)
 
     def stats(self, state: DecodeState) -> dict[str, Any]:
-        stats = state.extras.get("s2d2", {"verify_nfe": 0, "accepted": []})
-        return {"verify_nfe": stats["verify_nfe"], "mean_accepted": mean_accepted(stats["accepted"])}
+        acceptance = state.loop_state if isinstance(state.loop_state, Acceptance) else Acceptance()
+        return {"verify_nfe": acceptance.forwards, "mean_accepted": acceptance.mean()}
 
     @staticmethod
     def _verify_forward(model: DiffusionLM, state: DecodeState, plan: DecodePlan, cols: Tensor, slot: Tensor,
@@ -169,3 +119,62 @@ class S2D2(Loop):
             logits = forbid_eos(logits, eos_ids)
         q = probabilities(logits, plan.tokens.temperature)
         return scatter_rows(q, R, state.x.shape[0])
+
+
+class VerifyStep(LoopStep):
+    """One S2D2 step: the block forward and the base rule's decision, the span's drafts, the route's choice of
+    rows, their AR-mode verification forward, the commit. Host reads beyond the driver's sync: whether any row
+    verifies (after the draft forward), and the `nonzero`s of the rows fed to each forward."""
+
+    def __init__(self, loop: S2D2, driver: Driver) -> None:
+        state = driver.state
+        self.loop, self.driver = loop, driver
+        self.route = ROUTES[loop.route].from_options(loop)
+        self.route_state = self.route.new_request(state.x.shape[0], state.x.device)
+        state.loop_state = self.acceptance = Acceptance()
+
+    def advance(self, rows: Rows, counts: list[int]) -> None:
+        d, active = self.driver, rows.mask
+        model, state, plan, eos_ids, generator = d.model, d.state, d.plan, d.eos_ids, d.generator
+        B, device, T = state.x.shape[0], state.x.device, plan.tokens.temperature
+        cols, real = window(state, plan)
+        logits = step_logits(model, state, plan, rows.index, cols, active)
+        step, decision = decide(state, plan, logits, cols, real, active, eos_ids, generator)
+        W = cols.shape[1]
+        first = step.eligible.float().argmax(1)  # leftmost mask of the block (window index)
+        slot = first[:, None] + torch.arange(W, device=device)  # span-aligned window index, may pass W
+        span = torch.cat([step.eligible, torch.zeros_like(step.eligible)], 1).gather(1, slot).long().cumprod(1).bool()
+        span_len = span.sum(1)
+        draft_logits = forbid_eos(logits, eos_ids) if plan.tokens.logits_eos_inf else logits
+        p = probabilities(draft_logits.gather(1, slot.clamp(max=W - 1)[..., None].expand(-1, -1, logits.shape[-1])), T)
+        drafts = draw(p, T, generator)  # [B, W] span-aligned
+        expected = expected_accepted(p, span)
+        verifying = self.route.verifying(self.route_state, span_len, expected) & active
+        accepted = torch.zeros_like(span_len)
+        if bool(verifying.any()):  # a host read: skip the verification forward when no row verifies
+            q = self.loop._verify_forward(model, state, plan, cols, slot, span, drafts, verifying, eos_ids)
+            count_forward(state, verifying)  # the verification forward
+            self.acceptance.forwards += 1
+            q = torch.where(verifying[:, None, None], q, p)  # rows that skip: any valid distribution
+            verdict = verify(drafts, p, q, temperature=T, limit=span_len, generator=generator)
+            accepted = verdict.accepted
+            decision = self.verified(decision, verdict, drafts, slot, span, span_len, verifying)
+        taken = commit(state, decision, cols, real)
+        self.acceptance.record(accepted, verifying)
+        self.route_state = self.route.update(self.route_state, Outcome(active, verifying, expected, accepted,
+                                                                       taken.sum(1)))
+
+    def verified(self, decision: Decision, verdict: Verdict, drafts: Tensor, slot: Tensor, span: Tensor,
+                 span_len: Tensor, verifying: Tensor) -> Decision:
+        """The base decision with the verified span (accepted drafts, then the verifier's token) in place of it,
+        for rows whose verification commits at least `min_commit` tokens."""
+        B, W = drafts.shape
+        accepted = verdict.accepted
+        j = torch.arange(W, device=drafts.device)[None, :]
+        v_commit = ((j < accepted[:, None]) | ((j == accepted[:, None]) & (accepted < span_len)[:, None])) & span
+        v_tokens = torch.where(j < accepted[:, None], drafts, verdict.token[:, None])
+        use = verifying & (v_commit.sum(1) >= self.loop.min_commit)
+        wide_commit = torch.zeros(B, 2 * W, dtype=torch.bool, device=drafts.device).scatter(1, slot, v_commit)
+        wide_tokens = torch.cat([decision.tokens, decision.tokens], 1).scatter(1, slot, v_tokens)
+        return Decision(torch.where(use[:, None], wide_commit[:, :W], decision.commit),
+                        torch.where(use[:, None], wide_tokens[:, :W], decision.tokens))

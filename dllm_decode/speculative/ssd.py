@@ -25,21 +25,21 @@ from torch import Tensor
 
 from ..cache.base import NoCache
 from ..cache.dual import DualCache
-from ..cache.rows import BUFFER
 from ..kernels.base import DenseAttention
-from ..loop import apply, decide, finish_step, prepare, step_logits
+from ..driver import Driver, LoopStep, Rows, StepLoop, count_forward
+from ..loop import commit, decide, step_logits
 from ..models.adapter import DiffusionLM
-from ..plan import LOOPS, DecodePlan, Loop
-from ..samplers.base import StepInput, choose, token_log_prob
+from ..plan import LOOPS, DecodePlan
+from ..samplers.base import Decision, StepInput, choose, token_log_prob
 from ..samplers.blocks import FixedBlocks
 from ..samplers.topk import LLaDATopK
 from ..state import DecodeState, scatter_rows
-from .verifier import mean_accepted
+from .verifier import Acceptance
 
 
 @LOOPS.register
 @dataclass(frozen=True)
-class SelfSpeculative(Loop):
+class SelfSpeculative(StepLoop):
     """Draft D stepwise commits from one forward, verify them in one batched forward, keep the agreeing chain."""
 
     draft_length: int = 4
@@ -74,61 +74,13 @@ class SelfSpeculative(Loop):
             raise ValueError("`loop=\"ssd\"` supports neither `cfg_scale`, `early_commit`, `eos_fill` nor adaptive "
                              "blocks: each would change the reference trajectory; remove them")
 
-    def run(self, model: DiffusionLM, state: DecodeState, plan: DecodePlan,
-            generator: torch.Generator | None) -> None:
-        eos_ids = torch.tensor(model.eos_ids, device=state.x.device)
-        W, G = plan.blocks.block_length, state.gen_length
-        D = min(self.draft_length, W)  # a block never holds more than W commits
-        # the logits window: with no cache a candidate that ends the block also predicts the next block (2W);
-        # under the dual cache the next block starts with a refresh forward, so W is enough
-        cached = isinstance(plan.cache, DualCache)
-        arange_n = torch.arange(W if cached else min(2 * W, G), device=state.x.device)
-        prepare(model, state, plan)
-        stored: tuple[Tensor, Tensor] | None = None  # (window start [B], logits [B, n, V]) reusable as a step's forward
-        while True:
-            active = ~state.done
-            n_active = int(active.sum())  # host sync 1 of 3 per iteration (+1 below once a row has finished)
-            if n_active == 0:
-                break
-            rows = None if n_active == active.shape[0] else active.nonzero().squeeze(1)
-            # rows whose stored logits do not cover their block (first step, or a block start under the dual
-            # cache) take a fresh forward; only they are fed (where the cache allows) and charged for it
-            need = active if stored is None else active & ((state.block_start - stored[0]) + W > arange_n.numel())
-            if bool(need.any()):  # host sync 2 of 3 (+1 in `nonzero` when some row needs a fresh forward)
-                wide = (state.block_start[:, None] + arange_n).clamp(max=G - 1)
-                fresh = step_logits(model, state, plan, need.nonzero().squeeze(1), wide)
-                state.row_nfe += need.long()
-                stored = (state.block_start.clone(), fresh) if stored is None else (
-                    torch.where(need, state.block_start, stored[0]), torch.where(need[:, None, None], fresh, stored[1]))
-            offset = (state.block_start - stored[0])[:, None] + torch.arange(W, device=state.x.device)
-            offset = offset.clamp(max=arange_n.numel() - 1)
-            logits = stored[1].gather(1, offset[..., None].expand(-1, -1, stored[1].shape[-1]))  # [B, W, V]
-            raw = state.block_start[:, None] + torch.arange(W, device=state.x.device)
-            cols, real = raw.clamp(max=G - 1), raw < G
-            step, decision = decide(state, plan, logits, cols, real, active, eos_ids, generator)
-            pos, tok, valid = self._drafts(step, decision, D)
-            # candidates are needed unless d_1 empties the block and nothing could reuse their logits (the next
-            # block starts with a refresh under the dual cache; after the last block the canvas is full)
-            last_in_block = valid.sum(1) <= 1
-            reusable = ~last_in_block | ((state.block_end < G) & (not cached))
-            if bool((reusable & active).any()):  # host sync 3 of 3, only to skip a wasted forward
-                candidates = self._candidates_cached if cached else self._candidates
-                cand_logits = candidates(model, state, pos, tok, valid, active, rows, arange_n)
-                depth = self._agreeing_depth(plan, state, step, cand_logits, pos, tok, valid, W)
-                chosen = (depth - 1).clamp_min(0)[:, None, None, None]
-                stored = (state.block_start.clone(), cand_logits.gather(
-                    1, chosen.expand(-1, 1, *cand_logits.shape[2:])).squeeze(1))
-            else:
-                depth, stored = torch.ones_like(state.block_step), None
-            take = (torch.arange(D, device=depth.device)[None, :] < depth[:, None]) & valid & active[:, None]
-            apply(state, take, tok, pos)
-            finish_step(state, plan, active, eos_ids, taken=depth)  # the rule's schedule counts reference steps
-            extra = state.extras.setdefault("ssd", {"accepted": []})
-            extra["accepted"].append(depth.where(active, torch.full_like(depth, -1)))
+    def begin(self, driver: Driver) -> "ChainStep":
+        return ChainStep(self, driver)
 
     def stats(self, state: DecodeState) -> dict[str, Any]:
         """`mean_accepted`: reference steps taken per forward (greedy-chain depth)."""
-        return {"mean_accepted": mean_accepted(state.extras.get("ssd", {"accepted": []})["accepted"])}
+        acceptance = state.loop_state if isinstance(state.loop_state, Acceptance) else Acceptance()
+        return {"mean_accepted": acceptance.mean()}
 
     @staticmethod
     def _drafts(step: StepInput, decision, D: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -168,8 +120,7 @@ class SelfSpeculative(Loop):
         flat = lambda t: t[sel][:, None].expand(n_rows, D, *t.shape[1:]).reshape(n_rows * D, *t.shape[1:])  # noqa: E731
         logits = model(x[sel].reshape(n_rows * D, P + G), positions=flat(positions),
                        attention_mask=None if keep is None else flat(keep), logits_for=flat(wide + P))
-        state.nfe += 1  # the candidates are one batched verification forward
-        state.row_nfe += active.long()
+        count_forward(state, active)  # the candidates are one batched verification forward
         logits = logits.view(n_rows, D, *logits.shape[1:])
         return scatter_rows(logits, rows, B)
 
@@ -188,11 +139,10 @@ class SelfSpeculative(Loop):
         ids = cls._candidate_ids(state, pos, tok, valid)[sel].reshape(N, -1).gather(1, fed)
         keep = state.attention_mask
         keys = None if keep is None else keep[sel].repeat_interleave(D, 0)
-        store = CandidateReads(state.extras[BUFFER], sel, D, fed)
+        store = CandidateReads(state.cache_state.buffer, sel, D, fed)
         logits = model(ids, positions=state.positions[sel].repeat_interleave(D, 0).gather(1, fed), attention_mask=keys,
                        cache=store, logits_for=(torch.arange(W, device=pos.device) + shift).expand(N, W))
-        state.nfe += 1
-        state.row_nfe += active.long()
+        count_forward(state, active)
         logits = logits.view(sel.numel(), D, W, -1)
         return scatter_rows(logits, rows, B)
 
@@ -221,6 +171,69 @@ class SelfSpeculative(Loop):
         ref_tok = ref.tokens.view(B, D - 1, W).gather(2, commit.float().argmax(2, keepdim=True)).squeeze(2)
         agree = commit.any(2) & (ref_col == pos[:, 1:]) & (ref_tok == tok[:, 1:]) & valid[:, 1:]
         return 1 + agree.long().cumprod(1).sum(1)
+
+
+class ChainStep(LoopStep):
+    """One SSD step: the reference's forward (stored from the last candidates, or fresh), the drafts, one batched
+    candidate forward, and the agreeing chain's commits. Host reads beyond the driver's sync: a `nonzero` on steps
+    where only some rows need a fresh forward, and one to skip a candidate forward nothing could use."""
+
+    def __init__(self, loop: SelfSpeculative, driver: Driver) -> None:
+        plan, state = driver.plan, driver.state
+        self.loop, self.driver = loop, driver
+        self.W, G = plan.blocks.block_length, state.gen_length
+        self.D = min(loop.draft_length, self.W)  # a block never holds more than W commits
+        # the logits window: with no cache a candidate that ends the block also predicts the next block (2W);
+        # under the dual cache the next block starts with a refresh forward, so W is enough
+        self.cached = isinstance(plan.cache, DualCache)
+        self.arange_n = torch.arange(self.W if self.cached else min(2 * self.W, G), device=state.x.device)
+        self.stored: tuple[Tensor, Tensor] | None = None  # (window start [B], logits [B, n, V]) reusable as a forward
+        self.need: Tensor | None = None  # [B] rows taking a fresh forward this step, set in `counts`
+        state.loop_state = self.acceptance = Acceptance()
+
+    def counts(self, active: Tensor) -> list[Tensor]:
+        # rows whose stored logits do not cover their block (first step, or a block start under the dual
+        # cache) take a fresh forward; only they are fed (where the cache allows) and charged for it
+        state, stored = self.driver.state, self.stored
+        self.need = active if stored is None else active & ((state.block_start - stored[0]) + self.W >
+                                                            self.arange_n.numel())
+        return [self.need.sum()]
+
+    def advance(self, rows: Rows, counts: list[int]) -> Tensor:
+        d, W, D, need, active = self.driver, self.W, self.D, self.need, rows.mask
+        model, state, plan = d.model, d.state, d.plan
+        G = state.gen_length
+        if counts[0]:
+            wide = (state.block_start[:, None] + self.arange_n).clamp(max=G - 1)
+            fresh = step_logits(model, state, plan, need.nonzero().squeeze(1), wide, need)
+            stored = self.stored
+            self.stored = (state.block_start.clone(), fresh) if stored is None else (
+                torch.where(need, state.block_start, stored[0]), torch.where(need[:, None, None], fresh, stored[1]))
+        start, window_logits = self.stored
+        offset = ((state.block_start - start)[:, None] + torch.arange(W, device=state.x.device))
+        offset = offset.clamp(max=self.arange_n.numel() - 1)
+        logits = window_logits.gather(1, offset[..., None].expand(-1, -1, window_logits.shape[-1]))  # [B, W, V]
+        raw = state.block_start[:, None] + torch.arange(W, device=state.x.device)
+        cols, real = raw.clamp(max=G - 1), raw < G
+        step, decision = decide(state, plan, logits, cols, real, active, d.eos_ids, d.generator)
+        pos, tok, valid = self.loop._drafts(step, decision, D)
+        # candidates are needed unless d_1 empties the block and nothing could reuse their logits (the next
+        # block starts with a refresh under the dual cache; after the last block the canvas is full)
+        last_in_block = valid.sum(1) <= 1
+        reusable = ~last_in_block | ((state.block_end < G) & (not self.cached))
+        if bool((reusable & active).any()):  # a host read only to skip a wasted forward
+            candidates = self.loop._candidates_cached if self.cached else self.loop._candidates
+            cand_logits = candidates(model, state, pos, tok, valid, active, rows.index, self.arange_n)
+            depth = self.loop._agreeing_depth(plan, state, step, cand_logits, pos, tok, valid, W)
+            chosen = (depth - 1).clamp_min(0)[:, None, None, None]
+            self.stored = (state.block_start.clone(), cand_logits.gather(
+                1, chosen.expand(-1, 1, *cand_logits.shape[2:])).squeeze(1))
+        else:
+            depth, self.stored = torch.ones_like(state.block_step), None
+        take = (torch.arange(D, device=depth.device)[None, :] < depth[:, None]) & valid & active[:, None]
+        commit(state, Decision(take, tok), pos, valid)
+        self.acceptance.record(depth, active)
+        return depth  # the rule's schedule counts reference steps
 
 
 class CandidateReads:

@@ -12,7 +12,7 @@ Shapes: B batch, k drafts, V vocabulary.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -66,6 +66,21 @@ def verify(drafts: Tensor, draft_probs: Tensor | None, target_probs: Tensor, *, 
     token = torch.multinomial(residual.float() if residual.dtype == torch.float16 else residual, 1,
                               generator=generator).squeeze(-1)
     return Verdict(accepted, token, has_token)
+
+
+@dataclass
+class Acceptance:
+    """A speculative loop's per-request accounting (`state.loop_state`): accepted lengths, one [B] tensor per
+    step (-1 where a row took no part), and the forwards of the second model or pass (drafter, AR verifier)."""
+
+    chunks: list[Tensor] = field(default_factory=list)
+    forwards: int = 0
+
+    def record(self, accepted: Tensor, took_part: Tensor) -> None:
+        self.chunks.append(accepted.where(took_part, torch.full_like(accepted, -1)))
+
+    def mean(self) -> float:
+        return mean_accepted(self.chunks)
 
 
 def mean_accepted(chunks: list[Tensor]) -> float:
