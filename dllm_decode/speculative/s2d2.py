@@ -136,7 +136,7 @@ class VerifyStep(LoopStep):
     def advance(self, rows: Rows, counts: list[int]) -> None:
         d, active = self.driver, rows.mask
         model, state, plan, eos_ids, generator = d.model, d.state, d.plan, d.eos_ids, d.generator
-        B, device, T = state.x.shape[0], state.x.device, plan.tokens.temperature
+        device, T = state.x.device, plan.tokens.temperature
         cols, real = window(state, plan)
         logits = step_logits(model, state, plan, rows.index, cols, active)
         step, decision = decide(state, plan, logits, cols, real, active, eos_ids, generator)
