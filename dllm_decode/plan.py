@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 
 class Loop(Component):
-    """How forwards are spent. `run` decodes `state` to completion."""
+    """How forwards are spent. `run` decodes `state` to completion; step-wise loops subclass `driver.StepLoop`
+    and contribute one step at a time to the shared `driver.Driver`."""
 
     def run(self, model: "DiffusionLM", state: DecodeState, plan: "DecodePlan",
             generator: torch.Generator | None) -> None:

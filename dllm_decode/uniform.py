@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor
 
+from .driver import count_forward
 from .plan import LOOPS, Loop
 from .samplers.base import StepInput, TokenOptions, forbid_eos
 from .samplers.eb import token_entropy
@@ -163,10 +164,9 @@ def denoise_canvas(model: Any, state: DecodeState, plan: Any, generator: torch.G
         config=module.config, inputs_embeds=current.unsqueeze(-1), cache=cache, decoder_attention_mask=visible)
     eos_ids = torch.tensor(model.eos_ids, device=device)
     for taken, remaining in enumerate(range(N, 0, -1)):
-        state.row_nfe += (~(done | finished)).long()
         logits = module(decoder_input_ids=current, self_conditioning_logits=self_conditioning,
                         decoder_attention_mask=masks, cache=cache, decoder_position_ids=positions).logits
-        state.nfe += 1
+        count_forward(state, ~(done | finished))
         tempered = temper(logits, remaining, settings, eos_ids if plan.tokens.logits_eos_inf else None)
         probs = torch.softmax(tempered, dim=-1, dtype=torch.float32)
         sample = torch.multinomial(probs.view(-1, V), 1, generator=generator).view(B, C)
