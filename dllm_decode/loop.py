@@ -111,8 +111,6 @@ def decide(state: DecodeState, plan: DecodePlan, logits: Tensor, cols: Tensor, r
     return step, decision
 
 
-
-
 class DenoiseStep(LoopStep):
     """Plain denoising's step: one forward over the window, the rule's decision, the commit."""
 

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from ..models.adapter import DiffusionLM
 
 
-
 @dataclass
 class KVState:
     """A KV strategy's per-request state (`state.cache_state`): the K/V of every column, batch-aligned."""

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from ..models.adapter import DiffusionLM
 
 
-
 @dataclass
 class WindowState(KVState):
     """The windowed cache's per-request state: the K/V buffer and the phase (`phase_start` [B], the step of each

@@ -125,7 +125,6 @@ class DEER(StepLoop):
         return drafts.gather(1, idx)
 
 
-
 class DraftStep(LoopStep):
     """One DEER step: the drafter's k drafts, one incremental target forward over them, verification, the commit.
     Progress is each row's verified length, not blocks; the driver's one sync also reads the target forward's
@@ -150,8 +149,8 @@ class DraftStep(LoopStep):
         state, k = self.driver.state, self.loop.draft_length
         P, S = state.prompt_width, state.x.shape[1]
         end = (P + self.length + k).where(active, torch.zeros_like(self.length)).max().clamp(max=S)
-        keep = (P + self.length - 1).where(active, torch.full_like(self.length, S)).min()  # re-feed the last token
-        return [end, keep]
+        cut = (P + self.length - 1).where(active, torch.full_like(self.length, S)).min()  # re-feed the last token
+        return [end, cut]
 
     def advance(self, rows: Rows, counts: list[int]) -> None:
         d, loop, active = self.driver, self.loop, rows.mask

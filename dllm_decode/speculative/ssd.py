@@ -175,8 +175,9 @@ class SelfSpeculative(StepLoop):
 
 class ChainStep(LoopStep):
     """One SSD step: the reference's forward (stored from the last candidates, or fresh), the drafts, one batched
-    candidate forward, and the agreeing chain's commits. Host reads beyond the driver's sync: a `nonzero` on steps
-    where only some rows need a fresh forward, and one to skip a candidate forward nothing could use."""
+    candidate forward, and the agreeing chain's commits. Host reads beyond the driver's sync (which also counts
+    the rows needing a fresh forward): that forward's `nonzero` (on steps that have one), one read to skip a
+    candidate forward nothing could use, and the rows' `nonzero` once some row has finished."""
 
     def __init__(self, loop: SelfSpeculative, driver: Driver) -> None:
         plan, state = driver.plan, driver.state
