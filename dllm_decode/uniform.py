@@ -56,6 +56,7 @@ class UniformDenoise(Loop):
     stability_threshold: int | None = None
     confidence_threshold: float | None = None
     name: ClassVar[str] = "uniform"
+    offers: ClassVar[frozenset[str]] = frozenset({"own_forwards"})
 
     def __post_init__(self) -> None:
         for key, minimum in (("max_denoising_steps", 1), ("stability_threshold", 0)):

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Callable, ClassVar
 import torch
 from torch import Tensor
 
+from ..components import Need
 from ..state import DecodeState, scatter_rows
 from .base import ATTENTION, AttentionStrategy
 from .dense import dense_attention
@@ -38,7 +39,6 @@ from .sparse_torch import Workspace, gathered_attention
 
 if TYPE_CHECKING:
     from ..components import PlanView
-    from ..config import DecodeConfig
 
 BACKENDS = ("auto", "torch", "triton")
 
@@ -62,6 +62,12 @@ class SparseAttention(AttentionStrategy):
     skip: float = 0.2
     sparse_backend: str = "auto"
     name: ClassVar[str] = "sparse"
+    needs: ClassVar[tuple[Need, ...]] = (
+        Need("cache", "full_sequence", "its pattern is chosen for every query row against every key",
+             "drop the cache or use `attention=\"dense\"`"),
+        Need("loop", "own_forwards", "it maps its pattern to batch rows by step",
+             "use loop='denoise' or `attention=\"dense\"`", present=False),
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.select, bool) or not isinstance(self.select, (int, float)) or not self.select > 0:
@@ -78,15 +84,6 @@ class SparseAttention(AttentionStrategy):
         if self.sparse_backend == "triton" and not triton_available():
             raise ValueError("`sparse_backend=\"triton\"` needs triton (`pip install triton`); "
                              "use `sparse_backend=\"torch\"` or \"auto\"")
-
-    def check(self, plan: "PlanView", config: "DecodeConfig", given: frozenset[str]) -> None:
-        if plan.cache.name != "none":
-            raise ValueError(f"`attention=\"sparse\"` works with `cache=\"none\"` only (its pattern is chosen for "
-                             f"every query row against every key), got cache={plan.cache.name!r}; drop the cache "
-                             f"or use `attention=\"dense\"`")
-        if plan.loop is not None and plan.loop.name != "denoise":
-            raise ValueError(f"`attention=\"sparse\"` works with `loop=\"denoise\"` only (it maps its pattern to "
-                             f"batch rows by step), got loop={plan.loop.name!r}; use `attention=\"dense\"`")
 
     def new_request(self, state: DecodeState, plan: "PlanView") -> "SparseBackend":
         return SparseBackend(self, pattern_steps(plan, state.gen_length, self.skip), state.prompt_width,

@@ -13,19 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..components import Need
 from .base import (CommitRule, Decision, StepInput, check_positive, check_unit_interval, choose, confidence_of,
                    forbid_eos, masked_confidence)
 from .threshold import threshold_commit
-
-if TYPE_CHECKING:
-    from ..components import PlanView
-    from ..config import DecodeConfig
 
 
 @dataclass
@@ -66,6 +61,8 @@ class CreditDecoding(CommitRule):
     slots: int = 4  # K: distinct tokens credited per position
     name = "creditdecoding"
     uses_steps = False
+    needs = (Need("loop", "own_forwards", "its credit is per-step state that replayed or verified steps would "
+                  "skip", "use loop='denoise'", present=False),)
 
     def __post_init__(self) -> None:
         check_positive("alpha", self.alpha, allow_zero=True)
@@ -75,11 +72,6 @@ class CreditDecoding(CommitRule):
         if isinstance(self.slots, bool) or not isinstance(self.slots, int) or self.slots < 1:
             raise ValueError(f"`slots` must be an int >= 1 (credited tokens kept per position, e.g. 4), "
                              f"got {self.slots!r}")
-
-    def check(self, plan: "PlanView", config: "DecodeConfig", given: frozenset[str]) -> None:
-        if plan.loop is not None and plan.loop.name != "denoise":
-            raise ValueError(f"`loop={plan.loop.name!r}` cannot run 'creditdecoding': its verification replays "
-                             "hypothetical steps without the per-step credit state; use loop='denoise'")
 
     def init_state(self, batch: int, gen_length: int, device: torch.device) -> CreditState:
         shape = (batch, gen_length, self.slots)

@@ -42,6 +42,9 @@ class LLaDATopK(CommitRule):
     remasking: str = "low_confidence"
     name = "confidence"
 
+    def capabilities(self) -> frozenset[str]:
+        return frozenset({"random_positions" if self.remasking == "random" else "stepwise_confidence"})
+
     def __post_init__(self) -> None:
         if self.remasking not in REMASKING:
             raise ValueError(f"`remasking` must be one of {list(REMASKING)}, got {self.remasking!r}")
@@ -75,6 +78,9 @@ class DreamTopK(CommitRule):
     alg_temp: float = 0.0
     name = "maskgit_plus"
     default_block_length = None  # Dream decodes the whole canvas as one block
+
+    def capabilities(self) -> frozenset[str]:
+        return frozenset({"random_positions"}) if self.alg == "origin" else frozenset()
 
     def __post_init__(self) -> None:
         if self.alg not in DREAM_ALGS:

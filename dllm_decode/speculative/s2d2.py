@@ -22,13 +22,11 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ..cache.base import NoCache
-from ..kernels.base import DenseAttention
+from ..components import Need
 from ..loop import apply, decide, finish_step, prepare, step_logits, window
 from ..models.adapter import DiffusionLM
 from ..plan import LOOPS, DecodePlan, Loop
 from ..samplers.base import forbid_eos
-from ..samplers.early import EndOfTextFill
 from ..state import DecodeState, scatter_rows
 from .routing import ROUTES, choose_rows, expected_accepted, init_route_state, update_route_state
 from .verifier import draw, mean_accepted, probabilities, verify
@@ -50,6 +48,18 @@ class S2D2(Loop):
     ucb_c: float = 1.0
     min_commit: int = 1
     name: ClassVar[str] = "s2d2"
+    offers: ClassVar[frozenset[str]] = frozenset({"own_forwards"})
+    needs: ClassVar[tuple[Need, ...]] = (
+        Need("early", "settled_eos_fill", "verification replays the span; only `eos_fill=True` is supported",
+             "remove `early_commit`"),
+        Need("cache", "full_sequence", "s2d2 builds its own verification mask over the whole sequence",
+             "use cache='none'"),
+        Need("attention", "any_mask", "s2d2 builds its own verification mask", "use attention='dense'"),
+        Need("model", "block_diffusion", "a block-diffusion model with block size 1 is autoregressive, which "
+             "verifies the drafts", "use Sampler(\"ssd\") for self-speculation on LLaDA / Dream"),
+        Need("model", "unshifted_logits", "the AR-mode verification reads position i's logits for token i",
+             "use a block-diffusion model such as SDAR"),
+    )
 
     def __post_init__(self) -> None:
         if self.route not in ROUTES:
@@ -69,18 +79,9 @@ class S2D2(Loop):
             if key in given and self.route not in routes:
                 raise ValueError(f"`{key}` only applies to route {' / '.join(routes)}, got route={self.route!r}; "
                                  f"remove `{key}`")
-        if not isinstance(plan.cache, NoCache) or not isinstance(plan.attention, DenseAttention):
-            raise ValueError("`loop=\"s2d2\"` builds its own verification mask, so `cache` must be 'none' and "
-                             f"`attention` 'dense', got cache={config.cache!r}, attention={config.attention!r}")
-        if plan.cfg_scale or any(not isinstance(hook, EndOfTextFill) for hook in plan.early):
-            raise ValueError("`loop=\"s2d2\"` supports `eos_fill` but neither `cfg_scale` nor early-commit rules")
-
-    def fit(self, model: DiffusionLM, given: frozenset[str]) -> dict[str, Any]:
-        if model.block_size is None or model.shift != 0:
-            raise ValueError(f"`loop=\"s2d2\"` needs a block-diffusion model (one with a `block_size`, e.g. "
-                             f"tiny-sdar), got {model.name} ({type(model.module).__name__}, no block size); use "
-                             "Sampler(\"ssd\") for self-speculation on LLaDA / Dream")
-        return {}
+        if plan.cfg_scale:
+            raise ValueError(f"`cfg_scale` must be 0 under `loop=\"s2d2\"` (verification has no unconditional "
+                             f"branch), got {plan.cfg_scale}; remove `cfg_scale`")
 
     def run(self, model: DiffusionLM, state: DecodeState, plan: DecodePlan,
             generator: torch.Generator | None) -> None:
