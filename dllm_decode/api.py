@@ -36,16 +36,16 @@ from .state import new_state
 class Sampler:
     """A decoding strategy: commit rule, block schedule, early commit, cache, attention and loop.
 
-    `rule` is a preset name (a commit rule plus its paper's defaults) or a `CommitRule` instance; every
+    `name` is a preset name (a commit rule plus its paper's defaults) or a `CommitRule` instance; every
     axis stays overridable by keyword, by name or as an object, e.g.
     `Sampler("creditdecoding", blocks="adaptive", early_commit="sched", cache=DualCache(refresh=4))`.
     An object reads as its name plus the options it sets (see `axes.py`): both forms build the same plan.
     """
 
-    def __init__(self, rule: str | CommitRule, **options: Any) -> None:
-        name, preset, options = resolve_rule(rule, options)
+    def __init__(self, name: str | CommitRule, **options: Any) -> None:
+        canonical, preset, options = resolve_rule(name, options)
         options, custom = unpack_axes(options)
-        self._build(name, preset, custom, options, frozenset(options))
+        self._build(canonical, preset, custom, options, frozenset(options))
 
     def _build(self, name: str, preset: Preset, custom: dict[str, type[Component]], options: dict[str, Any],
                given: frozenset[str]) -> None:

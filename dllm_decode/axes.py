@@ -63,7 +63,7 @@ def resolve_rule(rule: str | CommitRule, options: dict[str, Any]) -> tuple[str, 
     if isinstance(rule, str):
         return (*resolve(rule), options)
     if not isinstance(rule, CommitRule):
-        raise ValueError(f"`rule` must be a sampler name or a CommitRule instance, got {type(rule).__name__}; "
+        raise ValueError(f"`name` must be a sampler name or a CommitRule instance, got {type(rule).__name__}; "
                          f"e.g. Sampler(\"threshold\") or Sampler(Threshold(threshold=0.9))")
     merged = dict(options)
     _unpack("rule", rule, options, merged)

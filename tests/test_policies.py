@@ -331,5 +331,5 @@ def test_credit_rejects_loops_without_its_state():
     from dllm_decode.plan import LOOPS
 
     assert "ssd" in LOOPS  # the speculative loops register when `Sampler` is imported
-    with pytest.raises(ValueError, match="cannot run 'creditdecoding'"):  # ssd takes no option deer would need
+    with pytest.raises(ValueError, match="`rule='creditdecoding'` cannot work with a loop that spends its forwards its own way"):  # ssd takes no option deer would need
         Sampler("creditdecoding", gen_length=G, loop="ssd")
