@@ -38,7 +38,8 @@ CAPABILITIES: dict[str, str] = {
                       "transformers causal LM)",
     "kv_cache": "a model whose layers read a KV cache",
 }
-SUBJECTS = {"early": "an early commit"}  # how a plan axis is named in a message ("a cache", "an early commit")
+SUBJECTS = {"rule": "a rule", "blocks": "a block schedule", "early": "an early commit", "cache": "a cache",
+            "attention": "an attention backend", "loop": "a loop"}  # how a plan axis is named in a message
 
 
 def label(part: Component) -> str:
@@ -54,7 +55,7 @@ def _refusal(owner: tuple[str, Component], need: Need, got: str) -> ValueError:
     if need.axis == "model":
         wants = ("needs " if need.present else "cannot decode ") + meaning
     else:
-        subject = SUBJECTS.get(need.axis, f"a {need.axis}")
+        subject = SUBJECTS[need.axis]
         wants = ("needs " if need.present else "cannot work with ") + f"{subject} that {meaning}"
     return ValueError(f"`{axis}={part.name!r}` {wants} ({need.reason}), got {got}; {need.fix}")
 
