@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor
 
+from . import validation
 from .plan import LOOPS, Loop
 from .samplers.base import StepInput, TokenOptions, forbid_eos
 from .samplers.eb import token_entropy
@@ -60,13 +61,11 @@ class UniformDenoise(Loop):
 
     def __post_init__(self) -> None:
         for key, minimum in (("max_denoising_steps", 1), ("stability_threshold", 0)):
-            value = getattr(self, key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
-                raise ValueError(f"`{key}` must be None (the model's default) or an int >= {minimum}, got {value!r}")
+            validation.integer(key, getattr(self, key), low=minimum, none="the model's default",
+                               fix="leave it unset for the model's generation config")
         for key in ("t_min", "t_max", "confidence_threshold"):
-            value = getattr(self, key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-                raise ValueError(f"`{key}` must be None (the model's default) or a number >= 0, got {value!r}")
+            validation.number(key, getattr(self, key), low=0, none="the model's default",
+                              fix="leave it unset for the model's generation config")
 
     def check(self, plan: Any, config: "DecodeConfig", given: frozenset[str]) -> None:
         hint = "DiffusionGemma's uniform loop"

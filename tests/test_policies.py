@@ -293,9 +293,9 @@ def test_rows_decode_independently(models, name, opts):
 # --- Validation: every message is triggered -------------------------------------------------------------------
 
 @pytest.mark.parametrize("name,opts,message", [
-    ("creditdecoding", dict(alpha=-1.0), "`alpha` must be >= 0"),
-    ("creditdecoding", dict(beta=0.0), r"`beta` must be in \(0, 1\]"),
-    ("creditdecoding", dict(threshold=1.5), r"`threshold` must be in \(0, 1\], got 1.5"),
+    ("creditdecoding", dict(alpha=-1.0), "`alpha` must be a number >= 0"),
+    ("creditdecoding", dict(beta=0.0), r"`beta` must be a number in \(0, 1\]"),
+    ("creditdecoding", dict(threshold=1.5), r"`threshold` must be a number in \(0, 1\], got 1.5"),
     ("creditdecoding", dict(slots=0), "`slots` must be an int >= 1"),
     ("localleap", dict(relaxed_threshold=0.95), "`relaxed_threshold` must be <= `threshold`"),
     ("localleap", dict(radius=-1), "`radius` must be an int >= 0"),

@@ -193,7 +193,7 @@ def test_rejects_caches_and_loops_it_cannot_serve():
 @pytest.mark.parametrize("kwargs,match", [
     (dict(select=0), "`select` must be a number > 0"),
     (dict(sparse_block=0), "`sparse_block` must be an int >= 1"),
-    (dict(skip=1.0), r"`skip` must be in \[0, 1\)"),
+    (dict(skip=1.0), r"`skip` must be a number in \[0, 1\)"),
     (dict(sparse_backend="cuda"), "`sparse_backend` must be one of"),
 ])
 def test_bad_options_raise(kwargs, match):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import Tensor
 
+from .. import validation
 from ..compat import check_part_model
 from ..components import Need
 from ..state import DecodeState
@@ -31,9 +32,8 @@ BUFFER = "kv_buffer"  # key of the request's KVBuffer in `state.extras`
 
 
 def check_refresh(value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"`refresh` must be None or an int >= 1 (steps between full refreshes; 1 = every step, "
-                         f"exact), got {value!r}")
+    validation.integer("refresh", value, low=1, none="",
+                       fix="steps between full refreshes; 1 = every step, exact")
 
 
 def periodic(step: int, refresh: int | None) -> bool:

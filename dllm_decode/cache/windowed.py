@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from .. import validation
 from ..components import Need
 from ..state import DecodeState
 from .base import CACHES
@@ -43,10 +44,8 @@ class WindowedCache(KVCache):
                   present=False),) + KVCache.needs
 
     def __post_init__(self) -> None:
-        for name in ("active_masks", "attended_masks"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
+        validation.integer("active_masks", self.active_masks, low=1, fix="e.g. active_masks=16")
+        validation.integer("attended_masks", self.attended_masks, low=1, fix="e.g. attended_masks=64")
         if self.attended_masks < self.active_masks:
             raise ValueError(f"`attended_masks` must be >= `active_masks` ({self.active_masks}): active masks are "
                              f"attended, got {self.attended_masks}")

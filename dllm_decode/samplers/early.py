@@ -88,11 +88,6 @@ class BlockEndOfTextFill(EarlyCommit):
         return fill_after_eos(state, eos_ids, finished & inside)
 
 
-def check_number(name: str, value: object, low: float = 0.0) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value < low:
-        raise ValueError(f"`{name}` must be a number >= {low} (a top-2 logit gap, in nats), got {value!r}")
-
-
 class GapEarlyCommit(EarlyCommit):
     """Fill every mask with this step's x0 once the mean top-2 logit gap z1 - z2 over a region of the
     canvas reaches a threshold that depends on progress = (global step + 1) / total steps (clamped to 1).

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from .. import validation
 from ..components import Need
 from ..loop import record_step
 from ..models.adapter import DiffusionLM
@@ -68,9 +69,7 @@ class DEER(Loop):
     )
 
     def __post_init__(self) -> None:
-        if isinstance(self.draft_length, bool) or not isinstance(self.draft_length, int) or self.draft_length < 1:
-            raise ValueError(f"`draft_length` must be an int >= 1 (tokens drafted per target forward), got "
-                             f"{self.draft_length!r}")
+        validation.integer("draft_length", self.draft_length, low=1, fix="tokens drafted per target forward, e.g. 8")
         if self.drafter is None:
             raise ValueError("`drafter` is required: Sampler(\"deer\", drafter=load_model(...) or a path, ...)")
         if isinstance(self.drafter, (str, Path)):

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from .. import validation
 from ..components import Need
 from ..loop import apply, decide, finish_step, prepare, step_logits, window
 from ..models.adapter import DiffusionLM
@@ -62,17 +63,16 @@ class S2D2(Loop):
     )
 
     def __post_init__(self) -> None:
-        if self.route not in ROUTES:
-            raise ValueError(f"`route` must be one of {list(ROUTES)}, got {self.route!r}")
-        for key in ("min_span", "min_commit"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{key}` must be an int >= 1, got {value!r}")
+        validation.choice("route", self.route, ROUTES)
+        validation.integer("min_span", self.min_span, low=1, fix="the shortest mask span worth verifying, e.g. 2")
+        validation.integer("min_commit", self.min_commit, low=1, fix="e.g. min_commit=1")
+        for key in ("route_cost", "ucb_c"):
+            validation.number(key, getattr(self, key), low=0, fix=f"e.g. {key}=1.0")
+        for key in ("hysteresis_on", "hysteresis_off"):
+            validation.number(key, getattr(self, key), fix="an expected-gain threshold, e.g. 1.0 / -5.0")
         if self.hysteresis_off >= self.hysteresis_on:
             raise ValueError(f"`hysteresis_off` must be below `hysteresis_on` ({self.hysteresis_on}), got "
-                             f"{self.hysteresis_off}")
-        if self.ucb_c < 0 or self.route_cost < 0:
-            raise ValueError(f"`ucb_c` and `route_cost` must be >= 0, got {self.ucb_c}, {self.route_cost}")
+                             f"{self.hysteresis_off}; lower `hysteresis_off` or raise `hysteresis_on`")
 
     def check(self, plan: DecodePlan, config, given: frozenset[str]) -> None:
         for key, routes in ROUTE_OPTIONS.items():

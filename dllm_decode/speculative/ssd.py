@@ -25,6 +25,7 @@ from torch import Tensor
 
 from ..cache.dual import DualCache
 from ..cache.rows import BUFFER
+from .. import validation
 from ..components import Need
 from ..loop import apply, decide, finish_step, prepare, step_logits
 from ..models.adapter import DiffusionLM
@@ -56,9 +57,8 @@ class SelfSpeculative(Loop):
     )
 
     def __post_init__(self) -> None:
-        if isinstance(self.draft_length, bool) or not isinstance(self.draft_length, int) or self.draft_length < 2:
-            raise ValueError(f"`draft_length` must be an int >= 2 (drafted commits per forward), got "
-                             f"{self.draft_length!r}; for one token per forward use loop=\"denoise\"")
+        validation.integer("draft_length", self.draft_length, low=2,
+                           fix="drafted commits per forward; for one token per forward use loop=\"denoise\"")
 
     def check(self, plan: DecodePlan, config, given: frozenset[str]) -> None:
         if plan.steps_per_block != config.block_length:
