@@ -100,7 +100,8 @@ def model_capabilities(model: ModelFacts) -> frozenset[str]:
 def describe_model(model: ModelFacts) -> str:
     kind = (f"a block-diffusion model (block size {model.block_size})" if model.block_size is not None else
             "an autoregressive model" if getattr(model, "autoregressive", False) else "no block size")
-    return f"{model.name} ({type(getattr(model, 'module', model)).__name__}, {kind}, shift {getattr(model, 'shift', 0)})"
+    module = type(getattr(model, "module", model)).__name__
+    return f"{model.name} ({module}, {kind}, shift {getattr(model, 'shift', 0)})"
 
 
 def check_part_model(owner: tuple[str, Component], model: ModelFacts) -> None:

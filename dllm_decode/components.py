@@ -148,7 +148,8 @@ class Registry(dict, Generic[C]):
             return self[name]
         if default is not _MISSING:
             return default
-        raise ValueError(f"`{self.axis}` must be one of {sorted(self)}, got {name!r}")
+        raise ValueError(f"`{self.axis}` must be one of {sorted(self)}, got {name!r}; pass one of these names or a "
+                         f"{self.base.__name__} instance")
 
     def __repr__(self) -> str:
         return f"Registry({self.axis!r}, {sorted(self)})"

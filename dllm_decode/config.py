@@ -46,7 +46,8 @@ class DecodeConfig:
         validation.integer("gen_length", self.gen_length, low=1, fix="e.g. gen_length=128")
         validation.integer("block_length", self.block_length, low=1, none="fitted to the model and rule",
                            fix="e.g. block_length=32")
-        if self.block_length is not None and (self.block_length > self.gen_length or self.gen_length % self.block_length):
+        block = self.block_length
+        if block is not None and (block > self.gen_length or self.gen_length % block):
             raise ValueError(f"`block_length` must divide `gen_length` ({self.gen_length}), got "
                              f"{self.block_length}; e.g. block_length={_divisor_hint(self.gen_length)}")
         validation.integer("steps", self.steps, low=1, none="one token per step", fix="e.g. steps=gen_length")

@@ -13,11 +13,13 @@ import math
 from numbers import Integral, Real
 from typing import Any, Sequence
 
-def _received(value: Any) -> str:
-    """The value as the message shows it: its repr, plus its type when the type is the problem."""
-    if isinstance(value, (bool, str)) or not isinstance(value, Real):
-        return f"{value!r} (a {type(value).__name__})"
-    return repr(value)
+def _article(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
+
+
+def _typed(value: Any) -> str:
+    """The value with its type, for messages where the type is the problem: '0.5' (a str), 1 (an int)."""
+    return f"{value!r} ({_article(type(value).__name__)})"
 
 
 def _bounds(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
@@ -39,8 +41,8 @@ def _example(low: float | None, high: float | None, low_open: bool, integer: boo
     return int(value) if integer else value
 
 
-def _fail(name: str, rule: str, value: Any, fix: str) -> ValueError:
-    return ValueError(f"`{name}` must be {rule}, got {_received(value)}; {fix}")
+def _fail(name: str, rule: str, shown: str, fix: str) -> ValueError:
+    return ValueError(f"`{name}` must be {rule}, got {shown}; {fix}")
 
 
 def number(name: str, value: Any, *, low: float | None = None, high: float | None = None, low_open: bool = False,
@@ -54,14 +56,15 @@ def number(name: str, value: Any, *, low: float | None = None, high: float | Non
         low, high, low_open, high_open)
     wanted = Integral if integer else Real
     if isinstance(value, bool) or not isinstance(value, wanted):
-        shown = "a float" if isinstance(value, Real) and not isinstance(value, bool) else f"a {type(value).__name__}"
-        raise _fail(name, rule, value, f"pass {kind}, not {shown}" + (f" ({fix})" if fix else ""))
+        real = isinstance(value, Real) and not isinstance(value, bool)  # a float where an int is wanted
+        shown, what = (repr(value), "a float") if real else (_typed(value), _article(type(value).__name__))
+        raise _fail(name, rule, shown, f"pass {kind}, not {what}" + (f" ({fix})" if fix else ""))
     if isinstance(value, float) and math.isnan(value):
-        raise _fail(name, rule, value, f"pass {kind}, not NaN" + (f" ({fix})" if fix else ""))
+        raise _fail(name, rule, "nan", f"pass {kind}, not NaN" + (f" ({fix})" if fix else ""))
     below = low is not None and (value <= low if low_open else value < low)
     above = high is not None and (value >= high if high_open else value > high)
     if below or above:
-        raise _fail(name, rule, value, fix or f"e.g. {name}={_example(low, high, low_open, integer)}")
+        raise _fail(name, rule, repr(value), fix or f"e.g. {name}={_example(low, high, low_open, integer)}")
 
 
 def integer(name: str, value: Any, *, low: int | None = None, high: int | None = None, none: str | None = None,
@@ -78,8 +81,9 @@ def unit_interval(name: str, value: Any, fix: str = "") -> None:
 def choice(name: str, value: Any, choices: Sequence[Any], fix: str = "") -> None:
     """Raise unless `value` is one of `choices` (compared by equality, never by truthiness)."""
     if not any(type(value) is type(c) and value == c for c in choices):
-        shown = repr(value) if isinstance(value, str) else _received(value)
-        raise ValueError(f"`{name}` must be one of {list(choices)}, got {shown}; {fix or f'e.g. {name}={choices[0]!r}'}")
+        shown = repr(value) if isinstance(value, str) else _typed(value)
+        fix = fix or f"e.g. {name}={choices[0]!r}"
+        raise ValueError(f"`{name}` must be one of {list(choices)}, got {shown}; {fix}")
 
 
 def flag(name: str, value: Any, *, none: str | None = None, fix: str = "") -> None:
@@ -87,4 +91,4 @@ def flag(name: str, value: Any, *, none: str | None = None, fix: str = "") -> No
     if isinstance(value, bool) or (none is not None and value is None):
         return
     rule = (f"None ({none}), " if none else "") + "True or False"
-    raise _fail(name, rule, value, fix or f"pass {name}=True or {name}=False")
+    raise _fail(name, rule, _typed(value), fix or f"pass {name}=True or {name}=False")

@@ -63,10 +63,10 @@ class SelfSpeculative(Loop):
     def check(self, plan: DecodePlan, config, given: frozenset[str]) -> None:
         if plan.steps_per_block != config.block_length:
             raise ValueError(f"`steps` must equal `gen_length` ({config.gen_length}) under `loop=\"ssd\"` (one token "
-                             f"per reference step), got {plan.steps_per_block * (config.gen_length // config.block_length)}")
+                             f"per reference step), got {plan.step_budget(config.gen_length)}; leave `steps` unset")
         if config.temperature != 0:
             raise ValueError(f"`temperature` must be 0 under `loop=\"ssd\"` (the greedy chain is exact only for "
-                             f"greedy decoding), got {config.temperature}")
+                             f"greedy decoding), got {config.temperature}; use temperature=0")
         if plan.cfg_scale:
             raise ValueError(f"`cfg_scale` must be 0 under `loop=\"ssd\"` (guidance would change the reference "
                              f"trajectory), got {plan.cfg_scale}; remove `cfg_scale`")
