@@ -117,8 +117,9 @@ class Sampler:
 
     @staticmethod
     def _classes(rule: type[CommitRule], config: DecodeConfig,
-                 custom: dict[str, type[Component]]) -> dict[str, type[Component]]:
+                 custom: dict[str, type[Component]] | None = None) -> dict[str, type[Component]]:
         """The class per axis: a user's unregistered component class, else its registry's entry for the name."""
+        custom = custom or {}
         classes: dict[str, type[Component]] = {"rule": rule}
         for axis, registry in AXES.items():
             name = getattr(config, axis)
