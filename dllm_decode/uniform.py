@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from . import validation
+from .components import Need
 from .plan import LOOPS, Loop
 from .samplers.base import StepInput, TokenOptions, forbid_eos
 from .samplers.eb import token_entropy
@@ -58,6 +59,13 @@ class UniformDenoise(Loop):
     confidence_threshold: float | None = None
     name: ClassVar[str] = "uniform"
     offers: ClassVar[frozenset[str]] = frozenset({"own_forwards"})
+    needs: ClassVar[tuple[Need, ...]] = (
+        Need("blocks", "fixed_grid", "the model's `canvas_length` sets the blocks", "leave `blocks` at 'fixed'"),
+        Need("early", "edits_canvas", "it stops when the argmax canvas is stable and confident, and after an EOS "
+             "when the model's generation config names one", "remove `early_commit` and `eos_fill`", present=False),
+        Need("cache", "full_sequence", "the encoder's KV cache is built in", "leave `cache` at 'none'"),
+        Need("attention", "any_mask", "the encoder's KV cache is built in", "leave `attention` at 'dense'"),
+    )
 
     def __post_init__(self) -> None:
         for key, minimum in (("max_denoising_steps", 1), ("stability_threshold", 0)):
@@ -71,14 +79,9 @@ class UniformDenoise(Loop):
         hint = "DiffusionGemma's uniform loop"
         refusals = [
             ("steps" in given, "`steps` is not used by the uniform loop; set `max_denoising_steps` (per canvas)"),
-            ("block_length" in given or config.blocks != "fixed",
-             "`block_length`/`blocks` are set by the model's `canvas_length` under " + hint),
+            ("block_length" in given, "`block_length`/`blocks` are set by the model's `canvas_length` under " + hint),
             (config.temperature > 0, "`temperature` must be 0 under " + hint + ": `t_max` -> `t_min` sets it"),
             (config.cfg_scale > 0, "`cfg_scale` must be 0 under " + hint + " (no unconditional branch)"),
-            (config.cache != "none" or config.attention != "dense",
-             "`cache`/`attention` must be 'none'/'dense' under " + hint + ": the encoder's KV cache is built in"),
-            (bool(plan.early), "`early_commit`/`eos_fill` are not supported by " + hint + "; it stops when the "
-             "argmax canvas is stable and confident, and after an EOS when the model's generation config names one"),
         ]
         for refused, message in refusals:
             if refused:
