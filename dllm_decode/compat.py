@@ -38,7 +38,7 @@ CAPABILITIES: dict[str, str] = {
                       "transformers causal LM)",
     "kv_cache": "a model whose layers read a KV cache",
 }
-SUBJECTS = {"rule": "a rule", "blocks": "a block schedule", "early": "an early commit", "cache": "a cache",
+SUBJECTS = {"rule": "a rule", "blocks": "a block schedule", "early_commit": "an early commit", "cache": "a cache",
             "attention": "an attention backend", "loop": "a loop"}  # how a plan axis is named in a message
 
 
@@ -65,7 +65,7 @@ def plan_parts(plan: PlanView) -> Iterable[tuple[str, Component]]:
     yield "rule", plan.rule
     yield "blocks", plan.blocks
     for hook in plan.early:
-        yield "early", hook
+        yield "early_commit", hook
     yield "cache", plan.cache
     yield "attention", plan.attention
     if plan.loop is not None:
@@ -81,27 +81,21 @@ def check_plan(plan: PlanView) -> None:
                 continue
             for axis, part in parts:
                 if axis == need.axis and (need.capability in part.capabilities()) != need.present:
-                    shown = "early_commit" if axis == "early" else axis
-                    raise _refusal(_owner_name(owner), need, f"{shown}={label(part)}")
-
-
-def _owner_name(owner: tuple[str, Component]) -> tuple[str, Component]:
-    return ("early_commit" if owner[0] == "early" else owner[0]), owner[1]
+                    raise _refusal(owner, need, f"{axis}={label(part)}")
 
 
 def model_capabilities(model: ModelFacts) -> frozenset[str]:
     """What a model offers, read from its facts."""
-    facts = {"block_diffusion": model.block_size is not None, "unshifted_logits": getattr(model, "shift", 0) == 0,
-             "autoregressive": bool(getattr(model, "autoregressive", False)),
-             "kv_cache": bool(getattr(model, "supports_cache", False))}
+    facts = {"block_diffusion": model.block_size is not None, "unshifted_logits": model.shift == 0,
+             "autoregressive": model.autoregressive, "kv_cache": model.supports_cache}
     return frozenset(name for name, held in facts.items() if held)
 
 
 def describe_model(model: ModelFacts) -> str:
+    """The facts a model need is judged on, e.g. "tiny-sdar (SDARModel, a block-diffusion model (block size 4), shift 0)"."""
     kind = (f"a block-diffusion model (block size {model.block_size})" if model.block_size is not None else
-            "an autoregressive model" if getattr(model, "autoregressive", False) else "no block size")
-    module = type(getattr(model, "module", model)).__name__
-    return f"{model.name} ({module}, {kind}, shift {getattr(model, 'shift', 0)})"
+            "an autoregressive model" if model.autoregressive else "no block size")
+    return f"{model.name} ({type(getattr(model, 'module', model)).__name__}, {kind}, shift {model.shift})"
 
 
 def check_part_model(owner: tuple[str, Component], model: ModelFacts) -> None:
@@ -109,7 +103,7 @@ def check_part_model(owner: tuple[str, Component], model: ModelFacts) -> None:
     offered = model_capabilities(model)
     for need in owner[1].needs:
         if need.axis == "model" and (need.capability in offered) != need.present:
-            raise _refusal(_owner_name(owner), need, describe_model(model))
+            raise _refusal(owner, need, describe_model(model))
 
 
 def check_model(plan: PlanView, model: ModelFacts) -> None:

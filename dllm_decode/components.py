@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 class Need:
     """A capability a component requires of the other parts of the plan, or of the model.
 
-    `axis` names where it is read: a plan axis ("rule", "blocks", "early", "cache", "attention", "loop";
+    `axis` names where it is read: a plan axis ("rule", "blocks", "early_commit", "cache", "attention", "loop";
     every part on it must declare `capability`) or "model" (a fact of the model, see `compat.model_capabilities`).
     `present=False` turns it into a refusal: no part there may declare it. `reason` and `fix` go in the message.
     """

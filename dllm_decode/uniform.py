@@ -61,7 +61,7 @@ class UniformDenoise(Loop):
     offers: ClassVar[frozenset[str]] = frozenset({"own_forwards"})
     needs: ClassVar[tuple[Need, ...]] = (
         Need("blocks", "fixed_grid", "the model's `canvas_length` sets the blocks", "leave `blocks` at 'fixed'"),
-        Need("early", "edits_canvas", "it stops when the argmax canvas is stable and confident, and after an EOS "
+        Need("early_commit", "edits_canvas", "it stops when the argmax canvas is stable and confident, and after an EOS "
              "when the model's generation config names one", "remove `early_commit` and `eos_fill`", present=False),
         Need("cache", "full_sequence", "the encoder's KV cache is built in", "leave `cache` at 'none'"),
         Need("attention", "any_mask", "the encoder's KV cache is built in", "leave `attention` at 'dense'"),

@@ -37,7 +37,7 @@ def every_component_class() -> set[type[Component]]:
 
 
 def test_every_declared_capability_is_in_the_vocabulary():
-    axes = {"rule", "blocks", "early", "cache", "attention", "loop", "model"}
+    axes = {"rule", "blocks", "early_commit", "cache", "attention", "loop", "model"}
     for cls in every_component_class():
         assert cls.offers <= set(CAPABILITIES), cls
         for need in cls.needs:

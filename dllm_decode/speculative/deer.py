@@ -60,7 +60,7 @@ class DEER(Loop):
     needs: ClassVar[tuple[Need, ...]] = (
         Need("rule", "one_step_fill", "deer drafts by filling the draft window in one step",
              "use Sampler(\"deer\", drafter=...)"),
-        Need("early", "edits_canvas", "rows stop at their first EOS already", "remove `early_commit` and `eos_fill`",
+        Need("early_commit", "edits_canvas", "rows stop at their first EOS already", "remove `early_commit` and `eos_fill`",
              present=False),
         Need("cache", "full_sequence", "deer keeps the target's own KV cache", "leave `cache` at 'none'"),
         Need("attention", "any_mask", "deer keeps the target's own KV cache", "leave `attention` at 'dense'"),

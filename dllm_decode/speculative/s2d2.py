@@ -51,7 +51,7 @@ class S2D2(Loop):
     name: ClassVar[str] = "s2d2"
     offers: ClassVar[frozenset[str]] = frozenset({"own_forwards"})
     needs: ClassVar[tuple[Need, ...]] = (
-        Need("early", "settled_eos_fill", "verification replays the span; only `eos_fill=True` is supported",
+        Need("early_commit", "settled_eos_fill", "verification replays the span; only `eos_fill=True` is supported",
              "remove `early_commit`"),
         Need("cache", "full_sequence", "s2d2 builds its own verification mask over the whole sequence",
              "use cache='none'"),

@@ -47,7 +47,7 @@ class SelfSpeculative(Loop):
         Need("rule", "stepwise_confidence", "ssd verifies against one-token-per-step confidence decoding",
              "use Sampler(\"ssd\")"),
         Need("blocks", "fixed_grid", "adaptive blocks would change the reference trajectory", "use fixed blocks"),
-        Need("early", "edits_canvas", "an early commit would change the reference trajectory",
+        Need("early_commit", "edits_canvas", "an early commit would change the reference trajectory",
              "remove `early_commit` and `eos_fill`", present=False),
         Need("cache", "block_candidates", "the candidates feed only their block and read its block-start K/V; a "
              "periodic refresh follows the reference's step count, which ssd skips",
