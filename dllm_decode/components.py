@@ -2,8 +2,10 @@
 
 A component is a frozen dataclass of its options. `Sampler` routes each user option to the one
 component that declares it, injects the shared `DecodeConfig` fields a component names in
-`config_fields`, lets every component veto combinations it cannot serve in `check`, and models it
-cannot decode (or resolve options from the model) in `fit`.
+`config_fields`, and lets every component veto option combinations it cannot serve in `check` and
+resolve options from the model in `fit`. Which parts (and models) a component works with is not
+checked by the component: it declares what it `offers` and `needs` (capability names), and
+`compat.py` compares the declarations of a whole plan in one place.
 
 Each axis keeps one `Registry` (name -> class) beside its base class; its members register
 themselves explicitly with `@REGISTRY.register`, and the axis package imports every member module
