@@ -16,36 +16,42 @@ from typing import Any, Callable
 import torch
 
 from . import loop, speculative, uniform  # noqa: F401 - register the loops (`denoise`, `uniform`; `ssd`, `s2d2`, `deer`)
-from .cache import CACHES
-from .components import Component, pick
+from .axes import AXES, resolve_rule, unpack_axes
+from .compat import check_model, check_plan
+from .components import Component
 from .config import DecodeConfig, fit_lengths
-from .kernels import ATTENTION
 from .loop import StepEvent
-from .plan import LOOPS, DecodePlan
+from .plan import DecodePlan
 from .models.adapter import DiffusionLM
 from .models.causal import as_causal_target
 from .prompts import encode_prompts
 from .result import GenerationResult, build_result
 from .samplers.base import CommitRule, TokenOptions
 from .samplers.blocks import BLOCKS, FixedBlocks
-from .samplers.early import EARLY_COMMITS, BlockEndOfTextFill, EndOfTextFill
-from .samplers.registry import resolve
+from .samplers.early import BlockEndOfTextFill, EndOfTextFill
+from .samplers.registry import Preset
 from .state import new_state
 
 
 class Sampler:
     """A decoding strategy: commit rule, block schedule, early commit, cache, attention and loop.
 
-    `name` picks a preset (a commit rule plus its paper's defaults); every axis stays overridable by
-    keyword, e.g. `Sampler("creditdecoding", blocks="adaptive", early_commit="sched", cache="dual")`.
+    `name` is a preset name (a commit rule plus its paper's defaults) or a `CommitRule` instance; every
+    axis stays overridable by keyword, by name or as an object, e.g.
+    `Sampler("creditdecoding", blocks="adaptive", early_commit="sched", cache=DualCache(refresh=4))`.
+    An object reads as its name plus the options it sets (see `axes.py`): both forms build the same plan.
     """
 
-    def __init__(self, name: str, **options: Any) -> None:
-        self._build(name, options, frozenset(options))
+    def __init__(self, name: str | CommitRule, **options: Any) -> None:
+        canonical, preset, options = resolve_rule(name, options)
+        options, custom = unpack_axes(options)
+        self._build(canonical, preset, custom, options, frozenset(options))
 
-    def _build(self, name: str, options: dict[str, Any], given: frozenset[str]) -> None:
-        """`given`: the options the user set (components' `check` judges only those; the rest were fitted)."""
-        self.name, self.preset = resolve(name)
+    def _build(self, name: str, preset: Preset, custom: dict[str, type[Component]], options: dict[str, Any],
+               given: frozenset[str]) -> None:
+        """`given`: the options the user set (components' `check` judges only those; the rest were fitted).
+        `custom`: axis -> the class of a user's component instance that no registry holds under its name."""
+        self.name, self.preset, self._custom = name, preset, custom
         self.rule, self.decode, self.plan = self._compose(name, options, given)
         # the user's options as their components normalised them (e.g. a drafter path, loaded once here)
         self.options = {**options, **{key: getattr(part, key) for part in self.plan.components()
@@ -62,7 +68,7 @@ class Sampler:
         general_names = set(DecodeConfig.option_names())
         merged = {**self.preset.defaults, **options}
         config = DecodeConfig(**{k: v for k, v in merged.items() if k in general_names})
-        classes = self._classes(self.preset.rule, config)
+        classes = self._classes(self.preset.rule, config, self._custom)
         owners = _owners(classes)
         unknown = set(options) - general_names - set(owners)
         if unknown:
@@ -76,12 +82,14 @@ class Sampler:
         if not rule.uses_steps and config.steps is not None:
             raise ValueError(f"`steps` is not used by {name!r}, which decodes each block until it has no masks; "
                              f"remove `steps` or use a step-budget sampler such as 'confidence'")
-        if config.block_length is None and not BLOCKS.get(config.blocks, FixedBlocks).variable:
+        blocks = self._custom.get("blocks") or BLOCKS.get(config.blocks, FixedBlocks)
+        if config.block_length is None and not blocks.variable:
             block = min(rule.default_block_length or config.gen_length, config.gen_length)
             config = dataclasses.replace(config, block_length=block if config.gen_length % block == 0
                                          else config.gen_length)
         parts = {axis: cls.build(config, routed[axis]) for axis, cls in classes.items() if axis != "rule"}
         plan = self._plan(rule, parts, config)
+        check_plan(plan)
         for part in plan.components():
             part.check(plan, config, given)
         return rule, config, plan
@@ -92,6 +100,7 @@ class Sampler:
         components resolve theirs (AdaBlock's delimiters from the tokenizer). Explicit values the model
         cannot serve raise `ValueError` naming both. Resolved samplers are kept, one per outcome."""
         given = frozenset(self.options)
+        check_model(self.plan, model)
         fitted: dict[str, Any] = {}
         for part in self.plan.components():
             fitted.update(part.fit(model, given))
@@ -102,17 +111,21 @@ class Sampler:
         key = tuple(sorted((k, repr(v)) for k, v in fitted.items()))
         if key not in self._fitted:
             resolved = object.__new__(Sampler)
-            resolved._build(self.name, {**self.options, **fitted}, frozenset(self.options))
+            resolved._build(self.name, self.preset, self._custom, {**self.options, **fitted}, frozenset(self.options))
             self._fitted[key] = resolved
         return self._fitted[key]
 
     @staticmethod
-    def _classes(rule: type[CommitRule], config: DecodeConfig) -> dict[str, type[Component]]:
-        classes: dict[str, type[Component]] = {
-            "rule": rule, "blocks": pick(BLOCKS, "blocks", config.blocks), "cache": pick(CACHES, "cache", config.cache),
-            "attention": pick(ATTENTION, "attention", config.attention), "loop": pick(LOOPS, "loop", config.loop)}
-        if config.early_commit not in (None, "none"):
-            classes["early_commit"] = pick(EARLY_COMMITS, "early_commit", config.early_commit)
+    def _classes(rule: type[CommitRule], config: DecodeConfig,
+                 custom: dict[str, type[Component]] | None = None) -> dict[str, type[Component]]:
+        """The class per axis: a user's unregistered component class, else its registry's entry for the name."""
+        custom = custom or {}
+        classes: dict[str, type[Component]] = {"rule": rule}
+        for axis, registry in AXES.items():
+            name = getattr(config, axis)
+            if axis == "early_commit" and name in (None, "none"):
+                continue
+            classes[axis] = custom.get(axis) or registry.get(name)
         return classes
 
     def _plan(self, rule: CommitRule, parts: dict[str, Component], cfg: DecodeConfig) -> DecodePlan:
@@ -138,9 +151,7 @@ class Sampler:
     def config(self) -> dict[str, Any]:
         """The full configuration: sampler name, shared options and every component's options. Options
         resolved against the model (see `fit`) read "auto" here; `GenerationResult.config` has their values."""
-        steps = None
-        if self.plan.steps_per_block is not None:
-            steps = self.plan.steps_per_block * self.plan.blocks.num_blocks(self.decode.gen_length)
+        steps = self.plan.step_budget(self.decode.gen_length)
         resolved = {"sampler": self.name, **dataclasses.asdict(self.decode), "steps": steps}
         for part in self.plan.components():
             resolved.update(part.options())

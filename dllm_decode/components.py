@@ -2,8 +2,10 @@
 
 A component is a frozen dataclass of its options. `Sampler` routes each user option to the one
 component that declares it, injects the shared `DecodeConfig` fields a component names in
-`config_fields`, lets every component veto combinations it cannot serve in `check`, and models it
-cannot decode (or resolve options from the model) in `fit`.
+`config_fields`, and lets every component veto option combinations it cannot serve in `check` and
+resolve options from the model in `fit`. Which parts (and models) a component works with is not
+checked by the component: it declares what it `offers` and `needs` (capability names), and
+`compat.py` compares the declarations of a whole plan in one place.
 
 Each axis keeps one `Registry` (name -> class) beside its base class; its members register
 themselves explicitly with `@REGISTRY.register`, and the axis package imports every member module
@@ -13,16 +15,40 @@ plan is built from sits below `plan.py` in the import graph (no cycles; `tests/t
 """
 from __future__ import annotations
 
-from dataclasses import fields, is_dataclass
+from dataclasses import MISSING, dataclass, fields, is_dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from .config import DecodeConfig
 
 
+@dataclass(frozen=True)
+class Need:
+    """A capability a component requires of the other parts of the plan, or of the model.
+
+    `axis` names where it is read: a plan axis ("rule", "blocks", "early_commit", "cache", "attention", "loop";
+    every part on it must declare `capability`) or "model" (a fact of the model, see `compat.model_capabilities`).
+    `present=False` turns it into a refusal: no part there may declare it. `reason` and `fix` go in the message.
+    """
+
+    axis: str
+    capability: str
+    reason: str
+    fix: str
+    present: bool = True
+
+
 class Component:
     name: ClassVar[str] = ""
     config_fields: ClassVar[tuple[str, ...]] = ()  # DecodeConfig fields passed in, not user-routed
+    # what this component offers the rest of a plan and what it needs of it (names: `compat.CAPABILITIES`);
+    # `compat.check_plan` / `compat.check_model` compare them, so no component inspects another's type
+    offers: ClassVar[frozenset[str]] = frozenset()
+    needs: ClassVar[tuple[Need, ...]] = ()
+
+    def capabilities(self) -> frozenset[str]:
+        """`offers`, plus those that hold only for some option values (e.g. `remasking="random"`)."""
+        return self.offers
 
     @classmethod
     def option_names(cls) -> list[str]:
@@ -73,6 +99,25 @@ class ModelFacts(Protocol):
     mask_id: int
     eos_ids: tuple[int, ...]
     block_size: int | None  # the model's diffusion block (block-diffusion models), else None
+    shift: int  # 1: position i's logits predict token i + 1 (Dream-style), else 0
+    autoregressive: bool  # a causal LM (a verification target), not a denoiser
+    supports_cache: bool  # its layers read and write a KV cache
+
+
+def set_fields(part: object) -> dict[str, Any]:
+    """The fields of a dataclass instance a user would pass by keyword: those without a default or off it."""
+    if not is_dataclass(part):
+        return {}
+    chosen = {}
+    for f in fields(part):
+        if not f.init:
+            continue
+        default = f.default if f.default is not MISSING else (
+            f.default_factory() if f.default_factory is not MISSING else MISSING)
+        value = getattr(part, f.name)
+        if default is MISSING or (value is not default and value != default):
+            chosen[f.name] = value
+    return chosen
 
 
 C = TypeVar("C", bound=type)
@@ -105,13 +150,8 @@ class Registry(dict, Generic[C]):
             return self[name]
         if default is not _MISSING:
             return default
-        raise ValueError(f"`{self.axis}` must be one of {sorted(self)}, got {name!r}")
+        raise ValueError(f"`{self.axis}` must be one of {sorted(self)}, got {name!r}; pass one of these names or a "
+                         f"{self.base.__name__} instance")
 
     def __repr__(self) -> str:
         return f"Registry({self.axis!r}, {sorted(self)})"
-
-
-def pick(table: dict[str, type[Component]], axis: str, name: str) -> type[Component]:
-    if name not in table:
-        raise ValueError(f"`{axis}` must be one of {sorted(table)}, got {name!r}")
-    return table[name]

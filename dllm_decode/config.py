@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Protocol
 
+from . import validation
+
 
 class ModelLengths(Protocol):
     """The facts of a model that its lengths are fitted to (`models.adapter.DiffusionLM` implements it)."""
@@ -41,32 +43,28 @@ class DecodeConfig:
     trace: bool = False
 
     def __post_init__(self) -> None:
-        _check_int("gen_length", self.gen_length, 1)
-        if self.block_length is not None:
-            _check_int("block_length", self.block_length, 1)
-            if self.block_length > self.gen_length or self.gen_length % self.block_length:
-                raise ValueError(f"`block_length` must divide `gen_length` ({self.gen_length}), got "
-                                 f"{self.block_length}; e.g. block_length={_divisor_hint(self.gen_length)}")
-        if self.steps is not None:
-            _check_int("steps", self.steps, 1)
-        if not isinstance(self.temperature, (int, float)) or self.temperature < 0:
-            raise ValueError(f"`temperature` must be a number >= 0 (0 = greedy), got {self.temperature!r}")
-        if not isinstance(self.cfg_scale, (int, float)) or self.cfg_scale < 0:
-            raise ValueError(f"`cfg_scale` must be a number >= 0 (0 = no guidance), got {self.cfg_scale!r}")
+        validation.integer("gen_length", self.gen_length, low=1, fix="e.g. gen_length=128")
+        validation.integer("block_length", self.block_length, low=1, none="fitted to the model and rule",
+                           fix="e.g. block_length=32")
+        block = self.block_length
+        if block is not None and (block > self.gen_length or self.gen_length % block):
+            raise ValueError(f"`block_length` must divide `gen_length` ({self.gen_length}), got "
+                             f"{self.block_length}; e.g. block_length={_divisor_hint(self.gen_length)}")
+        validation.integer("steps", self.steps, low=1, none="one token per step", fix="e.g. steps=gen_length")
+        validation.number("temperature", self.temperature, low=0, fix="0 is greedy decoding")
+        validation.number("cfg_scale", self.cfg_scale, low=0, fix="0 is no guidance")
+        for key in ("logits_eos_inf", "confidence_eos_eot_inf", "trace"):
+            validation.flag(key, getattr(self, key))
+        validation.flag("chat_template", self.chat_template, none="the tokenizer's template when it has one")
         if not (isinstance(self.eos_fill, bool) or self.eos_fill == "block"):
             raise ValueError(f"`eos_fill` must be False, True (fill after the first settled EOS) or \"block\" (fill "
-                             f"when a finished block holds an EOS, LocalLeap's stop), got {self.eos_fill!r}")
-        if self.seed is not None:
-            _check_int("seed", self.seed, 0)
+                             f"when a finished block holds an EOS, LocalLeap's stop), got {self.eos_fill!r}; "
+                             "e.g. eos_fill=True")
+        validation.integer("seed", self.seed, low=0, none="no seed", fix="e.g. seed=0")
 
     @classmethod
     def option_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"`{name}` must be an int >= {minimum}, got {value!r}")
 
 
 def _divisor_hint(n: int) -> int:

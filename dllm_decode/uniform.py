@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor
 
+from . import validation
+from .components import Need
 from .driver import count_forward
 from .plan import LOOPS, Loop
 from .samplers.base import StepInput, TokenOptions, forbid_eos
@@ -64,29 +66,30 @@ class UniformDenoise(Loop):
     stability_threshold: int | None = None
     confidence_threshold: float | None = None
     name: ClassVar[str] = "uniform"
+    offers: ClassVar[frozenset[str]] = frozenset({"own_forwards"})
+    needs: ClassVar[tuple[Need, ...]] = (
+        Need("blocks", "fixed_grid", "the model's `canvas_length` sets the blocks", "leave `blocks` at 'fixed'"),
+        Need("early_commit", "edits_canvas", "it stops when the argmax canvas is stable and confident, and after an EOS "
+             "when the model's generation config names one", "remove `early_commit` and `eos_fill`", present=False),
+        Need("cache", "full_sequence", "the encoder's KV cache is built in", "leave `cache` at 'none'"),
+        Need("attention", "any_mask", "the encoder's KV cache is built in", "leave `attention` at 'dense'"),
+    )
 
     def __post_init__(self) -> None:
         for key, minimum in (("max_denoising_steps", 1), ("stability_threshold", 0)):
-            value = getattr(self, key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
-                raise ValueError(f"`{key}` must be None (the model's default) or an int >= {minimum}, got {value!r}")
+            validation.integer(key, getattr(self, key), low=minimum, none="the model's default",
+                               fix="leave it unset for the model's generation config")
         for key in ("t_min", "t_max", "confidence_threshold"):
-            value = getattr(self, key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-                raise ValueError(f"`{key}` must be None (the model's default) or a number >= 0, got {value!r}")
+            validation.number(key, getattr(self, key), low=0, none="the model's default",
+                              fix="leave it unset for the model's generation config")
 
     def check(self, plan: Any, config: "DecodeConfig", given: frozenset[str]) -> None:
         hint = "DiffusionGemma's uniform loop"
         refusals = [
             ("steps" in given, "`steps` is not used by the uniform loop; set `max_denoising_steps` (per canvas)"),
-            ("block_length" in given or config.blocks != "fixed",
-             "`block_length`/`blocks` are set by the model's `canvas_length` under " + hint),
+            ("block_length" in given, "`block_length`/`blocks` are set by the model's `canvas_length` under " + hint),
             (config.temperature > 0, "`temperature` must be 0 under " + hint + ": `t_max` -> `t_min` sets it"),
             (config.cfg_scale > 0, "`cfg_scale` must be 0 under " + hint + " (no unconditional branch)"),
-            (config.cache != "none" or config.attention != "dense",
-             "`cache`/`attention` must be 'none'/'dense' under " + hint + ": the encoder's KV cache is built in"),
-            (bool(plan.early), "`early_commit`/`eos_fill` are not supported by " + hint + "; it stops when the "
-             "argmax canvas is stable and confident, and after an EOS when the model's generation config names one"),
         ]
         for refused, message in refusals:
             if refused:

@@ -15,7 +15,7 @@ from dllm_decode.samplers.base import Decision
 from dllm_decode.samplers.threshold import Threshold
 from dllm_decode.samplers.topk import LLaDATopK
 from dllm_decode.speculative.deer import DraftStep
-from dllm_decode.speculative.routing import ROUTES, UCB, Arms, Hysteresis, Outcome, Switch
+from dllm_decode.speculative.routing import ROUTE_CLASSES, UCB, Arms, Hysteresis, Outcome, Switch
 from dllm_decode.speculative.s2d2 import S2D2
 from dllm_decode.speculative.verifier import Acceptance
 from dllm_decode.state import new_state
@@ -106,7 +106,7 @@ def test_speculative_accounting_is_a_typed_record(zoo):
 
 def test_routes_are_classes_with_typed_state():
     loop = S2D2(route="hysteresis", route_cost=1.0, hysteresis_on=1.0, hysteresis_off=-2.0)
-    route = ROUTES["hysteresis"].from_options(loop)
+    route = ROUTE_CLASSES["hysteresis"].from_options(loop)
     assert route == Hysteresis(route_cost=1.0, hysteresis_on=1.0, hysteresis_off=-2.0)
     state = route.new_request(2, torch.device("cpu"))
     assert isinstance(state, Switch) and state.on.all()
@@ -126,7 +126,7 @@ def test_routes_are_classes_with_typed_state():
     arms = ucb.update(arms, Outcome(torch.tensor([True]), torch.tensor([False]), torch.zeros(1), torch.zeros(1),
                                     torch.tensor([1])))
     assert ucb.choose(arms, torch.tensor([2]), torch.zeros(1)).tolist() == [True], "the unpulled arm goes next"
-    assert ROUTES["never"]().verifying(None, span_len, torch.zeros(2)).tolist() == [False, False]
+    assert ROUTE_CLASSES["never"]().verifying(None, span_len, torch.zeros(2)).tolist() == [False, False]
 
 
 def test_the_windowed_phase_moves_after_the_refresh_forward(zoo):

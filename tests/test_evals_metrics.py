@@ -26,7 +26,7 @@ def test_option_values_parse_to_python_types(text, value):
 @pytest.mark.parametrize("spec,message", [
     ("confidence:k=3", "`k` must be a positive int dividing `gen_length` \\(32\\), got 3"),
     ("confidence:k=2:steps=4", "`k` and `steps` both set"),
-    ("threshold:threshold=1.5", "`threshold` must be in"),
+    ("threshold:threshold=1.5", "`threshold` must be a number in"),
     ("threshold:steps=8", "`steps` is not used by 'threshold'"),
     ("nope", "`name` must be one of"),
     ("threshold:gen_length=64", "`gen_length` is set once per run"),

@@ -293,9 +293,9 @@ def test_rows_decode_independently(models, name, opts):
 # --- Validation: every message is triggered -------------------------------------------------------------------
 
 @pytest.mark.parametrize("name,opts,message", [
-    ("creditdecoding", dict(alpha=-1.0), "`alpha` must be >= 0"),
-    ("creditdecoding", dict(beta=0.0), r"`beta` must be in \(0, 1\]"),
-    ("creditdecoding", dict(threshold=1.5), r"`threshold` must be in \(0, 1\], got 1.5"),
+    ("creditdecoding", dict(alpha=-1.0), "`alpha` must be a number >= 0"),
+    ("creditdecoding", dict(beta=0.0), r"`beta` must be a number in \(0, 1\]"),
+    ("creditdecoding", dict(threshold=1.5), r"`threshold` must be a number in \(0, 1\], got 1.5"),
     ("creditdecoding", dict(slots=0), "`slots` must be an int >= 1"),
     ("localleap", dict(relaxed_threshold=0.95), "`relaxed_threshold` must be <= `threshold`"),
     ("localleap", dict(radius=-1), "`radius` must be an int >= 0"),
@@ -331,5 +331,5 @@ def test_credit_rejects_loops_without_its_state():
     from dllm_decode.plan import LOOPS
 
     assert "ssd" in LOOPS  # the speculative loops register when `Sampler` is imported
-    with pytest.raises(ValueError, match="cannot run 'creditdecoding'"):  # ssd takes no option deer would need
+    with pytest.raises(ValueError, match="`rule='creditdecoding'` cannot work with a loop that spends its forwards its own way"):  # ssd takes no option deer would need
         Sampler("creditdecoding", gen_length=G, loop="ssd")

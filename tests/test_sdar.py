@@ -116,7 +116,7 @@ def test_expected_accepted_length():
     ({"min_span": 0, "route": "span"}, "`min_span` must be an int >= 1"),
     ({"route": "score", "min_span": 3}, "`min_span` only applies to route span"),
     ({"hysteresis_on": -6.0, "route": "hysteresis"}, "`hysteresis_off` must be below"),
-    ({"cfg_scale": 1.0}, "neither `cfg_scale`"),
+    ({"cfg_scale": 1.0}, "`cfg_scale` must be 0 under `loop=\"s2d2\"`"),
 ])
 def test_s2d2_errors(options, message):
     with pytest.raises(ValueError, match=message):

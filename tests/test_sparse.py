@@ -1,13 +1,11 @@
 """SparseD sparse attention: pattern selection, the torch block-sparse path, and end-to-end decoding."""
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 import torch
 
 from dllm_decode import Sampler
-from dllm_decode.cache import NoCache
 from dllm_decode.kernels import ATTENTION, SparseAttention
 from dllm_decode.kernels.dense import dense_attention
 from dllm_decode.kernels.pattern import block_importance, dense_block_mask, table_to_mask, top_blocks
@@ -184,27 +182,18 @@ def test_pattern_is_chosen_once_per_layer(llada, monkeypatch):
 
 
 def test_rejects_caches_and_loops_it_cannot_serve():
-    plan = Sampler("confidence", gen_length=16, block_length=8, attention="sparse").plan
-
-    @dataclasses.dataclass(frozen=True)
-    class Dual(NoCache):
-        name = "dual"
-
-    with pytest.raises(ValueError, match='works with `cache="none"` only.*got cache=\'dual\''):
-        plan.attention.check(dataclasses.replace(plan, cache=Dual()), None, frozenset())
-
-    @dataclasses.dataclass(frozen=True)
-    class Other:
-        name = "speculative"
-
-    with pytest.raises(ValueError, match='works with `loop="denoise"` only'):
-        plan.attention.check(dataclasses.replace(plan, loop=Other()), None, frozenset())
+    with pytest.raises(ValueError, match="`attention='sparse'` needs a cache that recomputes every query row against "
+                                         "every key.*got cache='dual'"):
+        Sampler("confidence", gen_length=16, block_length=8, attention="sparse", cache="dual")
+    with pytest.raises(ValueError, match="`attention='sparse'` cannot work with a loop that spends its forwards its "
+                                         "own way.*got loop='ssd'"):
+        Sampler("ssd", gen_length=16, block_length=8, attention="sparse")
 
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(select=0), "`select` must be a number > 0"),
     (dict(sparse_block=0), "`sparse_block` must be an int >= 1"),
-    (dict(skip=1.0), r"`skip` must be in \[0, 1\)"),
+    (dict(skip=1.0), r"`skip` must be a number in \[0, 1\)"),
     (dict(sparse_backend="cuda"), "`sparse_backend` must be one of"),
 ])
 def test_bad_options_raise(kwargs, match):

@@ -84,7 +84,7 @@ def test_ssd_accepts_whole_chains_on_a_confident_model(ragged_prompts):
     ({"draft_length": 1}, "`draft_length` must be an int >= 2"),
     ({"temperature": 0.5}, "`temperature` must be 0"),
     ({"steps": 8}, "`steps` must equal `gen_length`"),
-    ({"cfg_scale": 1.0}, "supports neither `cfg_scale`"),
+    ({"cfg_scale": 1.0}, "`cfg_scale` must be 0 under `loop=\"ssd\"`"),
 ])
 def test_ssd_errors(options, message):
     with pytest.raises(ValueError, match=message):
@@ -92,7 +92,7 @@ def test_ssd_errors(options, message):
 
 
 def test_ssd_rejects_other_rules():
-    with pytest.raises(ValueError, match="commit rule must be 'confidence'"):
+    with pytest.raises(ValueError, match="`loop='ssd'` needs a rule that commits, at one token per step, the single most confident"):
         Sampler("threshold", gen_length=16, loop="ssd")
 
 
@@ -176,7 +176,7 @@ def test_deer_errors(deer_pair):
         Sampler("deer", drafter=drafter, gen_length=8).generate(drafter, [torch.tensor([1, 2])])
     with pytest.raises(ValueError, match="cannot denoise a canvas"):
         Sampler("confidence", gen_length=8).generate(target, [torch.tensor([1, 2])])
-    with pytest.raises(ValueError, match="drafts with one-step fill"):
+    with pytest.raises(ValueError, match="`loop='deer'` needs a rule that fills every eligible mask in one step"):
         Sampler("threshold", loop="deer", drafter=drafter)
 
 
@@ -211,7 +211,9 @@ def test_ssd_with_the_dual_cache_equals_stepwise_dual_cache_decoding(any_model, 
 
 
 def test_ssd_rejects_other_caches():
-    with pytest.raises(ValueError, match="`cache` must be 'none' or 'dual'"):
+    with pytest.raises(ValueError, match="`loop='ssd'` needs a cache that lets a batch of candidate canvases.*"
+                                         "got cache='prefix'"):
         Sampler("ssd", gen_length=16, block_length=8, cache="prefix")
-    with pytest.raises(ValueError, match="`refresh` must be None"):
+    with pytest.raises(ValueError, match=r"got cache='dual' \(refresh=2\); use cache='none', or cache='dual' with "
+                                         "refresh=None"):
         Sampler("ssd", gen_length=16, block_length=8, cache="dual", refresh=2)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .. import validation
 from ..state import DecodeState
 from .base import CACHES
 from .rows import KVCache, check_refresh, on_canvas, periodic, shifted
@@ -39,11 +40,9 @@ class DelayedCache(KVCache):
     name = "delayed"
 
     def __post_init__(self) -> None:
-        if self.delay_mode not in MODES:
-            raise ValueError(f"`delay_mode` must be one of {list(MODES)}, got {self.delay_mode!r}")
+        validation.choice("delay_mode", self.delay_mode, MODES)
         check_refresh(self.refresh)
-        if isinstance(self.greedy_window, bool) or not isinstance(self.greedy_window, int) or self.greedy_window < 0:
-            raise ValueError(f"`greedy_window` must be an int >= 0 (columns either side), got {self.greedy_window!r}")
+        validation.integer("greedy_window", self.greedy_window, low=0, fix="columns either side, e.g. greedy_window=2")
 
     def every(self, model: "DiffusionLM") -> int:
         return self.refresh if self.refresh is not None else (4 if model.shift else 8)

@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 class DualCache(BlockRefreshCache):
     name = "dual"
 
+    def capabilities(self) -> frozenset[str]:
+        # ssd's candidates replay the block-start K/V; a periodic refresh follows the reference's own step count
+        return frozenset({"block_candidates"}) if self.refresh is None else frozenset()
+
     def partial(self, model: "DiffusionLM", state: DecodeState, cols: Tensor) -> tuple[Tensor, Tensor | None]:
         P = state.prompt_width
         # block_end is valid here: rows with block_step == 0 (whose end is not set yet) refresh fully

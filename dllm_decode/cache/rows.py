@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import Tensor
 
+from .. import validation
+from ..compat import check_part_model
+from ..components import Need
 from ..state import DecodeState
 from .base import CacheStrategy
 from .store import KVBuffer, Writes
@@ -34,9 +37,8 @@ class KVState:
 
 
 def check_refresh(value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"`refresh` must be None or an int >= 1 (steps between full refreshes; 1 = every step, "
-                         f"exact), got {value!r}")
+    validation.integer("refresh", value, low=1, none="",
+                       fix="steps between full refreshes; 1 = every step, exact")
 
 
 def periodic(step: int, refresh: int | None) -> bool:
@@ -105,6 +107,9 @@ class KVCache(CacheStrategy):
     """Base of the KV strategies: subclasses choose full-refresh rows and the partial rows/keys."""
 
     exact: ClassVar[bool] = False  # reuses K/V computed from an older canvas (bidirectional attention)
+    needs: ClassVar[tuple[Need, ...]] = (
+        Need("model", "kv_cache", "the strategy feeds only the rows it recomputes",
+             "load it with `load_model` or use `cache=\"none\"`"),)
 
     def refresh_rows(self, model: "DiffusionLM", state: DecodeState) -> Tensor:
         """[B] bool: rows whose forward this step is a full refresh (the no-cache forward)."""
@@ -115,9 +120,7 @@ class KVCache(CacheStrategy):
         raise NotImplementedError
 
     def new_request(self, model: "DiffusionLM", state: DecodeState, plan: "PlanView") -> None:
-        if not model.supports_cache:
-            raise ValueError(f"`cache={self.name!r}` needs a model whose layers read a KV cache, got a wrapped "
-                             f"{model.name}; load it with `load_model` or use `cache=\"none\"`")
+        check_part_model(("cache", self), model)  # also checked by `Sampler.fit`; here for direct callers
         state.cache_state = KVState(KVBuffer(*state.x.shape))
 
     def logits(self, model: "DiffusionLM", state: DecodeState, plan: "PlanView", rows: Tensor | None,

@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from .. import validation
+from ..components import Need
 from ..state import DecodeState
 from .base import CACHES
 from .rows import KVCache, KVState, check_refresh, on_canvas, periodic, shifted
 
 if TYPE_CHECKING:
     from ..components import PlanView
-    from ..config import DecodeConfig
     from ..models.adapter import DiffusionLM
 
 
@@ -44,25 +45,19 @@ class WindowedCache(KVCache):
     attended_masks: int = 64  # first masks attended (active + buffer); later masks are pruned
     refresh: int = 32  # steps between full refreshes
     name = "windowed"
+    needs = (Need("rule", "random_positions", "the windowed cache decodes only the first `active_masks` masks of a "
+                  "row, and a random pick would fall outside them", "use a confidence rule or another cache",
+                  present=False),) + KVCache.needs
 
     def __post_init__(self) -> None:
-        for name in ("active_masks", "attended_masks"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be an int >= 1, got {value!r}")
+        validation.integer("active_masks", self.active_masks, low=1, fix="e.g. active_masks=16")
+        validation.integer("attended_masks", self.attended_masks, low=1, fix="e.g. attended_masks=64")
         if self.attended_masks < self.active_masks:
             raise ValueError(f"`attended_masks` must be >= `active_masks` ({self.active_masks}): active masks are "
                              f"attended, got {self.attended_masks}")
         if self.refresh is None:
             raise ValueError("`refresh` must be an int >= 1 for the windowed cache, got None; e.g. refresh=32")
         check_refresh(self.refresh)
-
-    def check(self, plan: "PlanView", config: "DecodeConfig", given: frozenset[str]) -> None:
-        super().check(plan, config, given)
-        rule = plan.rule
-        if getattr(rule, "remasking", None) == "random" or getattr(rule, "alg", None) == "origin":
-            raise ValueError(f"`cache=\"windowed\"` decodes only its first {self.active_masks} masks, but the "
-                             f"{rule.name!r} rule picks positions at random; use a confidence rule or another cache")
 
     def new_request(self, model: "DiffusionLM", state: DecodeState, plan: "PlanView") -> None:
         super().new_request(model, state, plan)

@@ -31,4 +31,5 @@ class DenseAttention(AttentionStrategy):
     """PyTorch SDPA over every key (the models' default)."""
 
     name = "dense"
+    offers = frozenset({"any_mask"})
 

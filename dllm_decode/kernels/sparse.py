@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Callable, ClassVar
 import torch
 from torch import Tensor
 
+from .. import validation
+from ..components import Need
 from ..state import DecodeState, scatter_rows
 from .base import ATTENTION, AttentionStrategy
 from .dense import dense_attention
@@ -38,7 +40,6 @@ from .sparse_torch import Workspace, gathered_attention
 
 if TYPE_CHECKING:
     from ..components import PlanView
-    from ..config import DecodeConfig
 
 BACKENDS = ("auto", "torch", "triton")
 
@@ -62,31 +63,23 @@ class SparseAttention(AttentionStrategy):
     skip: float = 0.2
     sparse_backend: str = "auto"
     name: ClassVar[str] = "sparse"
+    needs: ClassVar[tuple[Need, ...]] = (
+        Need("cache", "full_sequence", "its pattern is chosen for every query row against every key",
+             "drop the cache or use `attention=\"dense\"`"),
+        Need("loop", "own_forwards", "it maps its pattern to batch rows by step",
+             "use loop='denoise' or `attention=\"dense\"`", present=False),
+    )
 
     def __post_init__(self) -> None:
-        if isinstance(self.select, bool) or not isinstance(self.select, (int, float)) or not self.select > 0:
-            raise ValueError(f"`select` must be a number > 0 (fraction of key blocks kept; 0.3 at long "
-                             f"context, >= 1 keeps all), got {self.select!r}")
-        if isinstance(self.sparse_block, bool) or not isinstance(self.sparse_block, int) or self.sparse_block < 1:
-            raise ValueError(f"`sparse_block` must be an int >= 1 (tokens per block; 128 at long context), "
-                             f"got {self.sparse_block!r}")
-        if isinstance(self.skip, bool) or not isinstance(self.skip, (int, float)) or not 0 <= self.skip < 1:
-            raise ValueError(f"`skip` must be in [0, 1) (share of steps with full attention; 0.2 in SparseD), "
-                             f"got {self.skip!r}")
-        if self.sparse_backend not in BACKENDS:
-            raise ValueError(f"`sparse_backend` must be one of {list(BACKENDS)}, got {self.sparse_backend!r}")
+        validation.number("select", self.select, low=0, low_open=True,
+                          fix="the fraction of key blocks kept: 0.3 at long context, >= 1 keeps all")
+        validation.integer("sparse_block", self.sparse_block, low=1, fix="tokens per block, 128 at long context")
+        validation.number("skip", self.skip, low=0, high=1, high_open=True,
+                          fix="the share of steps with full attention, 0.2 in SparseD")
+        validation.choice("sparse_backend", self.sparse_backend, BACKENDS)
         if self.sparse_backend == "triton" and not triton_available():
             raise ValueError("`sparse_backend=\"triton\"` needs triton (`pip install triton`); "
                              "use `sparse_backend=\"torch\"` or \"auto\"")
-
-    def check(self, plan: "PlanView", config: "DecodeConfig", given: frozenset[str]) -> None:
-        if plan.cache.name != "none":
-            raise ValueError(f"`attention=\"sparse\"` works with `cache=\"none\"` only (its pattern is chosen for "
-                             f"every query row against every key), got cache={plan.cache.name!r}; drop the cache "
-                             f"or use `attention=\"dense\"`")
-        if plan.loop is not None and plan.loop.name != "denoise":
-            raise ValueError(f"`attention=\"sparse\"` works with `loop=\"denoise\"` only (it maps its pattern to "
-                             f"batch rows by step), got loop={plan.loop.name!r}; use `attention=\"dense\"`")
 
     def new_request(self, state: DecodeState, plan: "PlanView") -> "SparseBackend":
         return SparseBackend(self, pattern_steps(plan, state.gen_length, self.skip), state.prompt_width,

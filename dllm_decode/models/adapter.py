@@ -10,7 +10,7 @@ import inspect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +31,7 @@ class DiffusionLM:
     max_length: int | None = None
     pad_id: int | None = None
     native: bool = False  # True: the module takes positions / cache / logits_for / attention itself
+    autoregressive: ClassVar[bool] = False  # a causal LM (`CausalLM`), a verification target rather than a denoiser
     name: str = "model"
     accepts: frozenset[str] = field(default_factory=frozenset)  # optional kwargs a wrapped module takes
     block_size: int | None = None  # a block-diffusion model's attention block (SDAR: 4); None for other models

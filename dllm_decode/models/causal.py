@@ -27,6 +27,8 @@ from .registry import ARCHITECTURES
 class CausalLM(DiffusionLM):
     """An autoregressive LM as a decoding target. `mask_id` is a placeholder the target never sees."""
 
+    autoregressive = True
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.shift != 1 or self.native:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from .. import validation
 from ..state import DecodeState
 from .base import confidence_of
 from .blocks import BLOCKS, BlockSchedule
@@ -48,13 +49,9 @@ class AdaBlock(BlockSchedule):
     variable = True
 
     def __post_init__(self) -> None:
-        value = self.delimiter_threshold
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-            raise ValueError(f"`delimiter_threshold` must be a number >= 0 (a probability; above 1 never ends a "
-                             f"block early), got {value!r}")
-        length = self.default_block_length
-        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-            raise ValueError(f"`default_block_length` must be an int >= 1 (e.g. 32), got {length!r}")
+        validation.number("delimiter_threshold", self.delimiter_threshold, low=0,
+                          fix="a probability, e.g. 0.3; above 1 never ends a block early")
+        validation.integer("default_block_length", self.default_block_length, low=1, fix="e.g. default_block_length=32")
         ids = self.delimiter_ids
         if ids is not None and not _is_token(ids) and not (
                 isinstance(ids, (tuple, list)) and ids and all(_is_token(t) for t in ids)):

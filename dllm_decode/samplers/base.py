@@ -137,13 +137,3 @@ class CommitRule(Component):
     def commit(self, step: StepInput) -> Decision:  # pragma: no cover - interface
         raise NotImplementedError
 
-
-def check_unit_interval(name: str, value: float, hint: str = "") -> None:
-    if not (0.0 < float(value) <= 1.0):
-        raise ValueError(f"`{name}` must be in (0, 1], got {value!r}{'; ' + hint if hint else ''}")
-
-
-def check_positive(name: str, value: float, allow_zero: bool = False) -> None:
-    ok = value >= 0 if allow_zero else value > 0
-    if not ok:
-        raise ValueError(f"`{name}` must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")

@@ -49,6 +49,7 @@ class FixedBlocks(BlockSchedule):
     block_length: int
     name = "fixed"
     config_fields = ("block_length",)
+    offers = frozenset({"fixed_grid"})
 
     def window(self, gen_length: int) -> int:
         return min(self.block_length, gen_length)

@@ -13,19 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import (CommitRule, Decision, StepInput, check_positive, check_unit_interval, choose, confidence_of,
-                   forbid_eos, masked_confidence)
+from ..components import Need
+from .. import validation
+from .base import CommitRule, Decision, StepInput, choose, confidence_of, forbid_eos, masked_confidence
 from .threshold import threshold_commit
-
-if TYPE_CHECKING:
-    from ..components import PlanView
-    from ..config import DecodeConfig
 
 
 @dataclass
@@ -66,20 +61,15 @@ class CreditDecoding(CommitRule):
     slots: int = 4  # K: distinct tokens credited per position
     name = "creditdecoding"
     uses_steps = False
+    needs = (Need("loop", "own_forwards", "its credit is per-step state that replayed or verified steps would "
+                  "skip", "use loop='denoise'", present=False),)
 
     def __post_init__(self) -> None:
-        check_positive("alpha", self.alpha, allow_zero=True)
-        check_positive("gamma", self.gamma, allow_zero=True)
-        check_unit_interval("beta", self.beta, "beta is the per-step decay of the credit")
-        check_unit_interval("threshold", self.threshold, 'for one token per step use Sampler("confidence")')
-        if isinstance(self.slots, bool) or not isinstance(self.slots, int) or self.slots < 1:
-            raise ValueError(f"`slots` must be an int >= 1 (credited tokens kept per position, e.g. 4), "
-                             f"got {self.slots!r}")
-
-    def check(self, plan: "PlanView", config: "DecodeConfig", given: frozenset[str]) -> None:
-        if plan.loop is not None and plan.loop.name != "denoise":
-            raise ValueError(f"`loop={plan.loop.name!r}` cannot run 'creditdecoding': its verification replays "
-                             "hypothetical steps without the per-step credit state; use loop='denoise'")
+        validation.number("alpha", self.alpha, low=0, fix="e.g. alpha=0.7; 0 is the plain threshold rule")
+        validation.number("gamma", self.gamma, low=0, fix="e.g. gamma=0.2")
+        validation.unit_interval("beta", self.beta, "beta is the per-step decay of the credit, e.g. beta=0.8")
+        validation.unit_interval("threshold", self.threshold, 'for one token per step use Sampler("confidence")')
+        validation.integer("slots", self.slots, low=1, fix="credited tokens kept per position, e.g. slots=4")
 
     def init_state(self, batch: int, gen_length: int, device: torch.device) -> CreditState:
         shape = (batch, gen_length, self.slots)

@@ -8,18 +8,19 @@ modules (`prophet.py`, `sched.py`) only say where the gap is read and how its th
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from ..components import Component, ModelFacts, Registry
+from ..components import Component, ModelFacts, Need, Registry
 from ..state import DecodeState
 from .base import Decision, StepInput
 
 
 class EarlyCommit(Component):
     needs_full_canvas: ClassVar[bool] = False  # True: the step window must cover every canvas column
+    offers: ClassVar[frozenset[str]] = frozenset({"edits_canvas"})
 
     def new_request(self, model: "ModelFacts", state: DecodeState) -> None:
         """Per-request set-up before the first forward (forced anchor text, for instance)."""
@@ -66,6 +67,7 @@ class EndOfTextFill(EarlyCommit):
     """
 
     name = "eos_fill"
+    offers = frozenset({"edits_canvas", "settled_eos_fill"})
 
     def after_commit(self, state: DecodeState, eos_ids: Tensor) -> Tensor | None:
         return fill_after_eos(state, eos_ids)
@@ -86,11 +88,6 @@ class BlockEndOfTextFill(EarlyCommit):
         return fill_after_eos(state, eos_ids, finished & inside)
 
 
-def check_number(name: str, value: object, low: float = 0.0) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value < low:
-        raise ValueError(f"`{name}` must be a number >= {low} (a top-2 logit gap, in nats), got {value!r}")
-
-
 class GapEarlyCommit(EarlyCommit):
     """Fill every mask with this step's x0 once the mean top-2 logit gap z1 - z2 over a region of the
     canvas reaches a threshold that depends on progress = (global step + 1) / total steps (clamped to 1).
@@ -103,13 +100,11 @@ class GapEarlyCommit(EarlyCommit):
     """
 
     needs_full_canvas: ClassVar[bool] = True
-
-    def fit(self, model: "ModelFacts", given: frozenset[str]) -> dict[str, Any]:
-        if model.block_size is not None:  # its later blocks are predicted from masks it never conditions on
-            raise ValueError(f"`early_commit={self.name!r}` fills masks in every block at once, but {model.name} is a "
-                             f"block-diffusion model (block size {model.block_size}) that only predicts its current "
-                             "block; use Sampler(\"confidence\") or Sampler(\"threshold\") on it")
-        return {}
+    # a block-diffusion model predicts later blocks from masks it never conditions on
+    needs: ClassVar[tuple[Need, ...]] = (
+        Need("model", "block_diffusion", "it fills masks in every block at once, but a block-diffusion model only "
+             "predicts its current block", "use Sampler(\"confidence\") or Sampler(\"threshold\") on it",
+             present=False),)
 
     def region(self, gen_length: int) -> tuple[int, int]:
         """Canvas columns [start, end) whose gap is averaged."""

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .. import validation
 from .base import CommitRule, Decision, StepInput, forbid_eos, sample_tokens
 
 INF = float("inf")
@@ -64,10 +65,8 @@ class EntropyBound(CommitRule):
     uses_steps = False
 
     def __post_init__(self) -> None:
-        value = self.entropy_bound
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-            raise ValueError(f"`entropy_bound` must be a number >= 0 (nats; typical 0.001 to 1), got {value!r}; "
-                             "0 commits one token per step")
+        validation.number("entropy_bound", self.entropy_bound, low=0,
+                          fix="nats, typically 0.001 to 1; 0 commits one token per step")
 
     def commit(self, step: StepInput) -> Decision:
         logits = forbid_eos(step.logits, step.eos_ids) if step.tokens.logits_eos_inf else step.logits

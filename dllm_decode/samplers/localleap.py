@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import CommitRule, Decision, StepInput, check_unit_interval, choose, confidence_of, masked_confidence
+from .. import validation
+from .base import CommitRule, Decision, StepInput, choose, confidence_of, masked_confidence
 from .threshold import threshold_commit
 
 
@@ -28,13 +29,12 @@ class LocalLeap(CommitRule):
     default_block_length = 32
 
     def __post_init__(self) -> None:
-        check_unit_interval("threshold", self.threshold, 'for one token per step use Sampler("confidence")')
-        check_unit_interval("relaxed_threshold", self.relaxed_threshold)
+        validation.unit_interval("threshold", self.threshold, 'for one token per step use Sampler("confidence")')
+        validation.unit_interval("relaxed_threshold", self.relaxed_threshold, "e.g. relaxed_threshold=0.75")
         if self.relaxed_threshold > self.threshold:
             raise ValueError(f"`relaxed_threshold` must be <= `threshold` ({self.threshold}), got "
                              f"{self.relaxed_threshold}; it relaxes the threshold near anchors")
-        if isinstance(self.radius, bool) or not isinstance(self.radius, int) or self.radius < 0:
-            raise ValueError(f"`radius` must be an int >= 0 (columns around an anchor, e.g. 4), got {self.radius!r}")
+        validation.integer("radius", self.radius, low=0, fix="columns around an anchor, e.g. radius=4")
 
     def commit(self, step: StepInput) -> Decision:
         x0, logp = choose(step)

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .. import validation
 from ..state import DecodeState
-from .early import EARLY_COMMITS, GapEarlyCommit, check_number
+from .early import EARLY_COMMITS, GapEarlyCommit
 
 if TYPE_CHECKING:
     from ..components import ModelFacts, PlanView
@@ -40,13 +41,10 @@ class Prophet(GapEarlyCommit):
 
     def __post_init__(self) -> None:
         for key in ("early", "mid", "late"):
-            check_number(key, getattr(self, key))
-        if self.answer_start is not None and (isinstance(self.answer_start, bool) or
-                                              not isinstance(self.answer_start, int) or self.answer_start < 0):
-            raise ValueError(f"`answer_start` must be None (whole span) or an int >= 0 (offset into the generated "
-                             f"canvas), got {self.answer_start!r}")
-        if isinstance(self.answer_length, bool) or not isinstance(self.answer_length, int) or self.answer_length < 1:
-            raise ValueError(f"`answer_length` must be an int >= 1, got {self.answer_length!r}")
+            validation.number(key, getattr(self, key), low=0, fix="a top-2 logit gap in nats, typically 0 to 10")
+        validation.integer("answer_start", self.answer_start, low=0, none="the whole span",
+                           fix="an offset into the generated canvas")
+        validation.integer("answer_length", self.answer_length, low=1, fix="e.g. answer_length=5")
         if self.anchor is not None and not isinstance(self.anchor, str) and not (
                 isinstance(self.anchor, (tuple, list)) and self.anchor
                 and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in self.anchor)):

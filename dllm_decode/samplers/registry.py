@@ -50,7 +50,8 @@ def register(name: str, rule: type[CommitRule], *, rule_defaults: dict[str, Any]
 def resolve(name: str) -> tuple[str, Preset]:
     canonical = ALIASES.get(name, name)
     if canonical not in PRESETS:
-        raise ValueError(f"`name` must be one of {available_samplers()}, got {name!r}")
+        raise ValueError(f"`name` must be one of {available_samplers()}, got {name!r}; `dllm-decode samplers` "
+                         "describes each, or pass a CommitRule instance")
     return canonical, PRESETS[canonical]
 
 

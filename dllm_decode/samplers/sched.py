@@ -18,7 +18,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .early import EARLY_COMMITS, GapEarlyCommit, check_number
+from .. import validation
+from .early import EARLY_COMMITS, GapEarlyCommit
 
 if TYPE_CHECKING:
     from ..components import PlanView
@@ -37,15 +38,13 @@ class SchED(GapEarlyCommit):
     name = "sched"
 
     def __post_init__(self) -> None:
-        check_number("tau_low", self.tau_low)
-        check_number("tau_high", self.tau_high)
+        for key in ("tau_low", "tau_high"):
+            validation.number(key, getattr(self, key), low=0, fix="a top-2 logit gap in nats, typically 0 to 7.5")
         if self.tau_high < self.tau_low:
             raise ValueError(f"`tau_high` must be >= `tau_low` ({self.tau_low}), got {self.tau_high}; the threshold "
                              "falls from tau_high to tau_low")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"`schedule` must be one of {list(SCHEDULES)}, got {self.schedule!r}")
-        if isinstance(self.k, bool) or not isinstance(self.k, (int, float)) or not self.k > 0:
-            raise ValueError(f"`k` must be a number > 0 (the exponential schedule's rate, e.g. 2-16), got {self.k!r}")
+        validation.choice("schedule", self.schedule, SCHEDULES)
+        validation.number("k", self.k, low=0, low_open=True, fix="the exponential schedule's rate, e.g. 2 to 16")
 
     def check(self, plan: "PlanView", config: "DecodeConfig", given: frozenset[str]) -> None:
         if "k" in given and self.schedule != "exponential":

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .base import (CommitRule, Decision, StepInput, at_least_argmax, check_positive, check_unit_interval, choose,
-                   confidence_of, masked_confidence, top_k_mask)
+from .. import validation
+from .base import (CommitRule, Decision, StepInput, at_least_argmax, choose, confidence_of, masked_confidence,
+                   top_k_mask)
 
 
 def threshold_commit(confidence: Tensor, tau: float, eligible: Tensor) -> Tensor:
@@ -31,7 +32,7 @@ class Threshold(CommitRule):
     uses_steps = False
 
     def __post_init__(self) -> None:
-        check_unit_interval("threshold", self.threshold, 'for one token per step use Sampler("confidence")')
+        validation.unit_interval("threshold", self.threshold, 'for one token per step use Sampler("confidence")')
 
     def commit(self, step: StepInput) -> Decision:
         x0, logp = choose(step)
@@ -47,7 +48,8 @@ class Factor(CommitRule):
     uses_steps = False
 
     def __post_init__(self) -> None:
-        check_positive("factor", self.factor)
+        validation.number("factor", self.factor, low=0, low_open=True, fix="e.g. factor=1 (Fast-dLLM's default)")
+        validation.flag("legacy", self.legacy)
 
     def commit(self, step: StepInput) -> Decision:
         x0, logp = choose(step)
@@ -67,7 +69,8 @@ class EntropyThreshold(CommitRule):
     uses_steps = False
 
     def __post_init__(self) -> None:
-        check_positive("entropy_threshold", self.entropy_threshold)
+        validation.number("entropy_threshold", self.entropy_threshold, low=0, low_open=True,
+                          fix="e.g. entropy_threshold=0.5 (nats, dParallel's default)")
 
     def commit(self, step: StepInput) -> Decision:
         x0, logp = choose(step)

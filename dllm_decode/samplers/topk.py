@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .base import (CommitRule, Decision, StepInput, check_positive, choose, confidence_of, masked_confidence,
-                   top_k_mask)
+from .. import validation
+from .base import CommitRule, Decision, StepInput, choose, confidence_of, masked_confidence, top_k_mask
 
 REMASKING = ("low_confidence", "random")
 DREAM_ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")
@@ -42,9 +42,11 @@ class LLaDATopK(CommitRule):
     remasking: str = "low_confidence"
     name = "confidence"
 
+    def capabilities(self) -> frozenset[str]:
+        return frozenset({"random_positions" if self.remasking == "random" else "stepwise_confidence"})
+
     def __post_init__(self) -> None:
-        if self.remasking not in REMASKING:
-            raise ValueError(f"`remasking` must be one of {list(REMASKING)}, got {self.remasking!r}")
+        validation.choice("remasking", self.remasking, REMASKING)
 
     def commit(self, step: StepInput) -> Decision:
         x0, logp = choose(step)
@@ -76,10 +78,12 @@ class DreamTopK(CommitRule):
     name = "maskgit_plus"
     default_block_length = None  # Dream decodes the whole canvas as one block
 
+    def capabilities(self) -> frozenset[str]:
+        return frozenset({"random_positions"}) if self.alg == "origin" else frozenset()
+
     def __post_init__(self) -> None:
-        if self.alg not in DREAM_ALGS:
-            raise ValueError(f"`alg` must be one of {list(DREAM_ALGS)}, got {self.alg!r}")
-        check_positive("alg_temp", self.alg_temp, allow_zero=True)
+        validation.choice("alg", self.alg, DREAM_ALGS)
+        validation.number("alg_temp", self.alg_temp, low=0, fix="0 ranks deterministically; e.g. alg_temp=0.1")
         if self.alg == "origin" and self.alg_temp:
             raise ValueError("`alg_temp` has no effect with `alg='origin'` (positions are random already); remove it")
 

@@ -23,8 +23,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ..cache.base import NoCache
-from ..kernels.base import DenseAttention
+from .. import validation
+from ..components import Need
 from ..driver import Driver, LoopStep, Rows, StepLoop, count_forward
 from ..loop import commit
 from ..models.adapter import DiffusionLM
@@ -40,6 +40,7 @@ class DraftFill(CommitRule):
     """Fill every eligible mask in one step with its own prediction (the DEER drafter's one-step rule)."""
 
     name = "draft_fill"
+    offers = frozenset({"one_step_fill"})
     uses_steps = False
     default_block_length = None
 
@@ -56,11 +57,20 @@ class DEER(StepLoop):
     drafter: Any = None  # a DiffusionLM, or a checkpoint directory / zoo name for `load_model`
     draft_length: int = 8
     name: ClassVar[str] = "deer"
+    offers: ClassVar[frozenset[str]] = frozenset({"own_forwards"})
+    needs: ClassVar[tuple[Need, ...]] = (
+        Need("rule", "one_step_fill", "deer drafts by filling the draft window in one step",
+             "use Sampler(\"deer\", drafter=...)"),
+        Need("early_commit", "edits_canvas", "rows stop at their first EOS already", "remove `early_commit` and `eos_fill`",
+             present=False),
+        Need("cache", "full_sequence", "deer keeps the target's own KV cache", "leave `cache` at 'none'"),
+        Need("attention", "any_mask", "deer keeps the target's own KV cache", "leave `attention` at 'dense'"),
+        Need("model", "autoregressive", "the model passed to `generate` verifies the drafts",
+             "pass a causal LM to `generate`; the diffusion model goes in `drafter`"),
+    )
 
     def __post_init__(self) -> None:
-        if isinstance(self.draft_length, bool) or not isinstance(self.draft_length, int) or self.draft_length < 1:
-            raise ValueError(f"`draft_length` must be an int >= 1 (tokens drafted per target forward), got "
-                             f"{self.draft_length!r}")
+        validation.integer("draft_length", self.draft_length, low=1, fix="tokens drafted per target forward, e.g. 8")
         if self.drafter is None:
             raise ValueError("`drafter` is required: Sampler(\"deer\", drafter=load_model(...) or a path, ...)")
         if isinstance(self.drafter, (str, Path)):
@@ -75,21 +85,9 @@ class DEER(StepLoop):
         return {"drafter": self.drafter.name, "draft_length": self.draft_length}
 
     def check(self, plan: DecodePlan, config, given: frozenset[str]) -> None:
-        if not isinstance(plan.rule, DraftFill):
-            raise ValueError(f"`loop=\"deer\"` drafts with one-step fill; use Sampler(\"deer\", ...), not a "
-                             f"{type(plan.rule).__name__} preset")
-        if not isinstance(plan.cache, NoCache) or not isinstance(plan.attention, DenseAttention):
-            raise ValueError("`loop=\"deer\"` keeps the target's own KV cache; leave `cache` and `attention` at their "
-                             f"defaults, got cache={config.cache!r}, attention={config.attention!r}")
-        if plan.cfg_scale or plan.early:
-            raise ValueError("`loop=\"deer\"` supports neither `cfg_scale` nor early commit (rows stop at EOS already)")
-
-    def fit(self, target: DiffusionLM, given: frozenset[str]) -> dict[str, Any]:
-        if not isinstance(target, CausalLM):
-            raise ValueError(f"`Sampler(\"deer\").generate` needs an autoregressive target (a causal-LM checkpoint "
-                             f"from `load_model`, e.g. tiny-ar, or a transformers causal LM), got {target.name} "
-                             f"({type(target).__name__}); the diffusion model goes in `drafter`")
-        return {}
+        if plan.cfg_scale:
+            raise ValueError(f"`cfg_scale` must be 0 under `loop=\"deer\"` (the AR target has no unconditional "
+                             f"branch), got {plan.cfg_scale}; remove `cfg_scale`")
 
     def begin(self, driver: Driver) -> "DraftStep":
         target = driver.model

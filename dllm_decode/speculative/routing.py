@@ -159,4 +159,5 @@ class UCB(Route):
         return Arms(state.count + hit, state.reward + hit * (outcome.committed.float() / forwards)[:, None])
 
 
-ROUTES: dict[str, type[Route]] = {cls.name: cls for cls in (Always, Never, Span, Score, Hysteresis, UCB)}
+ROUTE_CLASSES: dict[str, type[Route]] = {cls.name: cls for cls in (Always, Never, Span, Score, Hysteresis, UCB)}
+ROUTES = tuple(ROUTE_CLASSES)  # the names, for the `route` option

@@ -22,16 +22,15 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ..cache.base import NoCache
-from ..kernels.base import DenseAttention
+from .. import validation
+from ..components import Need
 from ..driver import Driver, LoopStep, Rows, StepLoop, count_forward
 from ..loop import commit, decide, step_logits, window
 from ..models.adapter import DiffusionLM
 from ..plan import LOOPS, DecodePlan
 from ..samplers.base import Decision, forbid_eos
-from ..samplers.early import EndOfTextFill
 from ..state import DecodeState, scatter_rows
-from .routing import ROUTES, Outcome, expected_accepted
+from .routing import ROUTE_CLASSES, ROUTES, Outcome, expected_accepted
 from .verifier import Acceptance, Verdict, draw, probabilities, verify
 
 ROUTE_OPTIONS = {"min_span": ("span",), "route_cost": ("score", "hysteresis"),
@@ -51,37 +50,39 @@ class S2D2(StepLoop):
     ucb_c: float = 1.0
     min_commit: int = 1
     name: ClassVar[str] = "s2d2"
+    offers: ClassVar[frozenset[str]] = frozenset({"own_forwards"})
+    needs: ClassVar[tuple[Need, ...]] = (
+        Need("early_commit", "settled_eos_fill", "verification replays the span; only `eos_fill=True` is supported",
+             "remove `early_commit`"),
+        Need("cache", "full_sequence", "s2d2 builds its own verification mask over the whole sequence",
+             "use cache='none'"),
+        Need("attention", "any_mask", "s2d2 builds its own verification mask", "use attention='dense'"),
+        Need("model", "block_diffusion", "a block-diffusion model with block size 1 is autoregressive, which "
+             "verifies the drafts", "use Sampler(\"ssd\") for self-speculation on LLaDA / Dream"),
+        Need("model", "unshifted_logits", "the AR-mode verification reads position i's logits for token i",
+             "use a block-diffusion model such as SDAR"),
+    )
 
     def __post_init__(self) -> None:
-        if self.route not in ROUTES:
-            raise ValueError(f"`route` must be one of {list(ROUTES)}, got {self.route!r}")
-        for key in ("min_span", "min_commit"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{key}` must be an int >= 1, got {value!r}")
+        validation.choice("route", self.route, ROUTES)
+        validation.integer("min_span", self.min_span, low=1, fix="the shortest mask span worth verifying, e.g. 2")
+        validation.integer("min_commit", self.min_commit, low=1, fix="e.g. min_commit=1")
+        for key in ("route_cost", "ucb_c"):
+            validation.number(key, getattr(self, key), low=0, fix=f"e.g. {key}=1.0")
+        for key in ("hysteresis_on", "hysteresis_off"):
+            validation.number(key, getattr(self, key), fix="an expected-gain threshold, e.g. 1.0 / -5.0")
         if self.hysteresis_off >= self.hysteresis_on:
             raise ValueError(f"`hysteresis_off` must be below `hysteresis_on` ({self.hysteresis_on}), got "
-                             f"{self.hysteresis_off}")
-        if self.ucb_c < 0 or self.route_cost < 0:
-            raise ValueError(f"`ucb_c` and `route_cost` must be >= 0, got {self.ucb_c}, {self.route_cost}")
+                             f"{self.hysteresis_off}; lower `hysteresis_off` or raise `hysteresis_on`")
 
     def check(self, plan: DecodePlan, config, given: frozenset[str]) -> None:
         for key, routes in ROUTE_OPTIONS.items():
             if key in given and self.route not in routes:
                 raise ValueError(f"`{key}` only applies to route {' / '.join(routes)}, got route={self.route!r}; "
                                  f"remove `{key}`")
-        if not isinstance(plan.cache, NoCache) or not isinstance(plan.attention, DenseAttention):
-            raise ValueError("`loop=\"s2d2\"` builds its own verification mask, so `cache` must be 'none' and "
-                             f"`attention` 'dense', got cache={config.cache!r}, attention={config.attention!r}")
-        if plan.cfg_scale or any(not isinstance(hook, EndOfTextFill) for hook in plan.early):
-            raise ValueError("`loop=\"s2d2\"` supports `eos_fill` but neither `cfg_scale` nor early-commit rules")
-
-    def fit(self, model: DiffusionLM, given: frozenset[str]) -> dict[str, Any]:
-        if model.block_size is None or model.shift != 0:
-            raise ValueError(f"`loop=\"s2d2\"` needs a block-diffusion model (one with a `block_size`, e.g. "
-                             f"tiny-sdar), got {model.name} ({type(model.module).__name__}, no block size); use "
-                             "Sampler(\"ssd\") for self-speculation on LLaDA / Dream")
-        return {}
+        if plan.cfg_scale:
+            raise ValueError(f"`cfg_scale` must be 0 under `loop=\"s2d2\"` (verification has no unconditional "
+                             f"branch), got {plan.cfg_scale}; remove `cfg_scale`")
 
     def begin(self, driver: Driver) -> "VerifyStep":
         if driver.model.shift != 0:
@@ -129,7 +130,7 @@ class VerifyStep(LoopStep):
     def __init__(self, loop: S2D2, driver: Driver) -> None:
         state = driver.state
         self.loop, self.driver = loop, driver
-        self.route = ROUTES[loop.route].from_options(loop)
+        self.route = ROUTE_CLASSES[loop.route].from_options(loop)
         self.route_state = self.route.new_request(state.x.shape[0], state.x.device)
         state.loop_state = self.acceptance = Acceptance()
 

@@ -23,16 +23,14 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from ..cache.base import NoCache
 from ..cache.dual import DualCache
-from ..kernels.base import DenseAttention
+from .. import validation
+from ..components import Need
 from ..driver import Driver, LoopStep, Rows, StepLoop, count_forward
 from ..loop import commit, decide, step_logits
 from ..models.adapter import DiffusionLM
 from ..plan import LOOPS, DecodePlan
 from ..samplers.base import Decision, StepInput, choose, token_log_prob
-from ..samplers.blocks import FixedBlocks
-from ..samplers.topk import LLaDATopK
 from ..state import DecodeState, scatter_rows
 from .verifier import Acceptance
 
@@ -44,35 +42,34 @@ class SelfSpeculative(StepLoop):
 
     draft_length: int = 4
     name: ClassVar[str] = "ssd"
+    offers: ClassVar[frozenset[str]] = frozenset({"own_forwards"})
+    needs: ClassVar[tuple[Need, ...]] = (
+        Need("rule", "stepwise_confidence", "ssd verifies against one-token-per-step confidence decoding",
+             "use Sampler(\"ssd\")"),
+        Need("blocks", "fixed_grid", "adaptive blocks would change the reference trajectory", "use fixed blocks"),
+        Need("early_commit", "edits_canvas", "an early commit would change the reference trajectory",
+             "remove `early_commit` and `eos_fill`", present=False),
+        Need("cache", "block_candidates", "the candidates feed only their block and read its block-start K/V; a "
+             "periodic refresh follows the reference's step count, which ssd skips",
+             "use cache='none', or cache='dual' with refresh=None"),
+        Need("attention", "any_mask", "the candidates' forward builds its own attention mask",
+             "use attention='dense'"),
+    )
 
     def __post_init__(self) -> None:
-        if isinstance(self.draft_length, bool) or not isinstance(self.draft_length, int) or self.draft_length < 2:
-            raise ValueError(f"`draft_length` must be an int >= 2 (drafted commits per forward), got "
-                             f"{self.draft_length!r}; for one token per forward use loop=\"denoise\"")
+        validation.integer("draft_length", self.draft_length, low=2,
+                           fix="drafted commits per forward; for one token per forward use loop=\"denoise\"")
 
     def check(self, plan: DecodePlan, config, given: frozenset[str]) -> None:
-        rule = plan.rule
-        if not (isinstance(rule, LLaDATopK) and rule.remasking == "low_confidence"):
-            raise ValueError(f"`loop=\"ssd\"` verifies against one-token-per-step confidence decoding, so the "
-                             f"commit rule must be 'confidence', got {type(rule).__name__}; use Sampler(\"ssd\")")
         if plan.steps_per_block != config.block_length:
             raise ValueError(f"`steps` must equal `gen_length` ({config.gen_length}) under `loop=\"ssd\"` (one token "
-                             f"per reference step), got {plan.steps_per_block * (config.gen_length // config.block_length)}")
+                             f"per reference step), got {plan.step_budget(config.gen_length)}; leave `steps` unset")
         if config.temperature != 0:
             raise ValueError(f"`temperature` must be 0 under `loop=\"ssd\"` (the greedy chain is exact only for "
-                             f"greedy decoding), got {config.temperature}")
-        dual = isinstance(plan.cache, DualCache)
-        if not (isinstance(plan.cache, NoCache) or dual):
-            raise ValueError(f"`cache` must be 'none' or 'dual' under `loop=\"ssd\"`, got {config.cache!r}: the "
-                             "candidate forward reads the block-start K/V of the dual cache, no other layout")
-        if dual and plan.cache.refresh is not None:
-            raise ValueError(f"`refresh` must be None with `cache=\"dual\"` under `loop=\"ssd\"` (the reference "
-                             f"refreshes on its own step count, which ssd does not follow), got {plan.cache.refresh}")
-        if not isinstance(plan.attention, DenseAttention):
-            raise ValueError(f"`attention` must be 'dense' under `loop=\"ssd\"`, got {config.attention!r}")
-        if plan.cfg_scale or plan.early or not isinstance(plan.blocks, FixedBlocks):
-            raise ValueError("`loop=\"ssd\"` supports neither `cfg_scale`, `early_commit`, `eos_fill` nor adaptive "
-                             "blocks: each would change the reference trajectory; remove them")
+                             f"greedy decoding), got {config.temperature}; use temperature=0")
+        if plan.cfg_scale:
+            raise ValueError(f"`cfg_scale` must be 0 under `loop=\"ssd\"` (guidance would change the reference "
+                             f"trajectory), got {plan.cfg_scale}; remove `cfg_scale`")
 
     def begin(self, driver: Driver) -> "ChainStep":
         return ChainStep(self, driver)
