@@ -28,6 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--gen", type=int, default=64)
+    parser.add_argument("--only", nargs="*", default=None, help="presets to run (default: every case)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(1)
@@ -35,6 +36,8 @@ def main() -> None:
     models = {n: load_model(n) for n in ("tiny-llada", "tiny-sdar", "tiny-ar", "tiny-deer-drafter")}
     total = 0.0
     for name, preset, options in cases(models["tiny-deer-drafter"]):
+        if args.only and preset not in args.only:
+            continue
         sampler = Sampler(preset, gen_length=args.gen, **options)
         sampler.generate(models[name], prompts)  # warm-up
         start = time.process_time()
