@@ -43,9 +43,18 @@ def record_step(state: DecodeState) -> None:
     canvas, stamps = torch.stack([state.canvas, state.commit_step]).cpu()  # stack copies: never aliases the state
     if state.history is not None:
         state.history.append(canvas)
-    if state.on_step is not None:
-        committed = stamps == state.step  # every commit of this step (hook fills included) carries its step
-        state.on_step(StepEvent(state.step, committed, canvas.masked_fill(~committed, state.mask_id), canvas))
+    notify_step(state, state.step, canvas, stamps)
+
+
+def notify_step(state: DecodeState, step: int, canvas: Tensor | None = None, stamps: Tensor | None = None) -> None:
+    """The `on_step` event of the commits stamped `step` (`canvas`/`stamps`: their CPU copies, when already made).
+    Loops that finalise tokens later than their forwards (the uniform loop, at each canvas end) call it then."""
+    if state.on_step is None:
+        return
+    if canvas is None or stamps is None:
+        canvas, stamps = torch.stack([state.canvas, state.commit_step]).cpu()
+    committed = stamps == step  # every commit of this step (hook fills included) carries its step
+    state.on_step(StepEvent(step, committed, canvas.masked_fill(~committed, state.mask_id), canvas))
 
 
 def count_forward(state: DecodeState, fed: Tensor | None) -> None:

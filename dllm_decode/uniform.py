@@ -37,7 +37,7 @@ from torch import Tensor
 
 from . import validation
 from .components import Need
-from .driver import count_forward
+from .driver import count_forward, notify_step
 from .plan import LOOPS, Loop
 from .samplers.base import StepInput, TokenOptions, forbid_eos
 from .samplers.eb import token_entropy
@@ -251,4 +251,5 @@ def finalize(state: DecodeState, canvas: Tensor, block: int, finished: Tensor, s
         finished = finished | now
     state.canvas[:, block * C:(block + 1) * C] = canvas
     state.commit_step[:, block * C:(block + 1) * C] = state.step - 1
+    notify_step(state, state.step - 1)  # a canvas's tokens are final only now, all at once
     return finished

@@ -178,3 +178,17 @@ def test_a_left_padded_row_computes_as_alone(model):
     sampler = Sampler("eb", loop="uniform", gen_length=CANVAS, seed=2, max_denoising_steps=1)
     batched = sampler.generate(model, [short, long])
     assert torch.equal(batched.canvas[0], sampler.generate(model, short).canvas[0])
+
+
+def test_on_step_streams_each_canvas_once_when_it_is_final(model, prompts):
+    """The uniform loop re-predicts a whole canvas each step, so its tokens are final (and streamed) at its end."""
+    events = []
+    result = Sampler("eb", loop="uniform", gen_length=2 * CANVAS, seed=11, **SETTINGS["accept all, early stop per row"]
+                     ).generate(model, prompts, on_step=events.append)
+    assert 1 <= len(events) <= 2  # one event per canvas, and only canvases some row still decoded
+    committed = torch.stack([e.committed for e in events])  # [events, B, G]
+    assert int(committed.sum(0).max()) == 1  # each position streamed at most once
+    written = committed.any(0)
+    assert bool(written[:, :CANVAS].all())  # the first canvas of every row
+    rebuilt = torch.stack([e.tokens for e in events]).where(committed, 0).sum(0)
+    assert torch.equal(rebuilt[written], result.canvas.cpu()[written])
