@@ -101,8 +101,8 @@ def eb_findings(sweep: list[dict[str, Any]], reference: dict[str, Any]) -> list[
     if exact:
         top = exact[-1]  # the largest exact bound
         bounds = ", ".join(f"{c['config']['entropy_bound']:g}" for c in exact)
-        line += (f"keeps every task at stepwise quality at entropy_bound {bounds} (at {top['config']['entropy_bound']:g}: "
-                 f"{fmt(top['tokens_per_forward'])} tokens per forward, "
+        line += (f"keeps every task at stepwise quality at entropy_bound {bounds} "
+                 f"(at {top['config']['entropy_bound']:g}: {fmt(top['tokens_per_forward'])} tokens per forward, "
                  f"{fmt(group_mean(top, DETERMINISTIC, 'nfe'), 1)} / {fmt(group_mean(top, RANDOM, 'nfe'), 1)} "
                  "forwards per deterministic / random sample): every position the oracle is certain of has "
                  "entropy 0 and adds nothing to sum(H) - max(H), so a step takes all of them plus the "

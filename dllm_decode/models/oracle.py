@@ -27,6 +27,7 @@ Shapes: B batch, S columns (prompt + canvas), G canvas, N answers of the batch, 
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -150,9 +151,12 @@ class TaskOracle(nn.Module):
 
 
 def load_oracle(*, device: str | torch.device | None = None, dtype: Any = None, mask_id: int | None = None,
-                eos_ids: Any = None, index_base: int = 0) -> DiffusionLM:
-    """The oracle as a `DiffusionLM` over the zoo's tokenizer (ids shared with every zoo model)."""
+                eos_ids: Any = None, index_base: int = 0, answers: Any = None) -> DiffusionLM:
+    """The oracle as a `DiffusionLM` over the zoo's tokenizer (ids shared with every zoo model). `answers`
+    (a mapping {prompt: [valid answers]} or a JSONL path, see `answer_sets.py`) replaces the task suite's
+    answer sets with the user's own."""
     from ..zoo.tokenizer import build_tokenizer
+    from .answer_sets import AnswerSetOracle, read_answer_file
 
     if dtype not in (None, torch.float32, "float32", "fp32"):
         raise ValueError(f"`dtype` must be float32 (or None) for the oracle, whose logits are exact log-counts, got "
@@ -160,7 +164,13 @@ def load_oracle(*, device: str | torch.device | None = None, dtype: Any = None, 
     if mask_id is not None or eos_ids is not None:
         raise ValueError(f"`mask_id` and `eos_ids` are fixed by the oracle's tokenizer, got {mask_id!r} and "
                          f"{eos_ids!r}; leave them None")
+    if answers is not None and index_base != 0:
+        raise ValueError(f"`index_base` reads the task suite's index prompts; with `answers` the answer sets are "
+                         f"given, got index_base={index_base!r}; remove it")
     tokenizer = build_tokenizer()
-    module = TaskOracle(tokenizer, index_base).to(torch.device(device) if device is not None else "cpu")
+    if isinstance(answers, (str, Path)):
+        answers = read_answer_file(answers)
+    module = TaskOracle(tokenizer, index_base) if answers is None else AnswerSetOracle(tokenizer, answers)
+    module = module.to(torch.device(device) if device is not None else "cpu")
     return DiffusionLM(module, module.mask_id, (module.eos_id,), 0, tokenizer, MAX_LENGTH,
                        tokenizer.pad_token_id, native=True, name=NAME)
