@@ -74,7 +74,7 @@ def model_section(name: str, configs: list[dict[str, Any]]) -> list[str]:
 def revocable_note() -> list[str]:
     if REVOCABLE:
         return []
-    return ["", "Revocable rules (WINO, LLaDA2.1 token editing): not measured yet; they join these tables once their "
+    return ["Revocable rules (WINO, LLaDA2.1 token editing): not measured yet; they join these tables once their "
             "specs are in `REVOCABLE` in `benchmarks/policy_table.py`.", ""]
 
 
