@@ -26,6 +26,7 @@ from dllm_decode import load_model
 from dllm_decode.evals.grid import PRESETS, parse_grid
 from dllm_decode.evals.metrics import pbx_table
 from dllm_decode.evals.records import RECORDS_FILE, read_run
+from dllm_decode.evals.report import frontier_plot
 from dllm_decode.evals.runner import EvalSettings, run_eval
 from frontier_tables import (DETERMINISTIC, QUALITY, RANDOM, adaptivity, adaptivity_table, best_point, fmt,
                              frontier_table, group_mean, keeps_quality, per_task_table)
@@ -39,6 +40,8 @@ DEFAULTS = ("confidence", "random", "origin", "maskgit_plus", "topk_margin", "en
 # ("wino", "wino:<knob>=v1,v2,v3"). Both runs and every table of the page then include them, and the page's
 # "Revocable rules" section lists their rows; nothing else needs to change.
 REVOCABLE: tuple[tuple[str, str], ...] = ()
+# the curves of the page's plot (sampler names; every swept configuration of each), revocable rules included
+PLOTTED = ("confidence", "threshold", "factor", "eb")
 
 
 def mean_accepted(run_dir: Path, sampler: str) -> float | None:
@@ -166,8 +169,15 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(page))
     if not args.no_write:
         Path(args.out).write_text("\n".join(page) + "\n")
-        print(f"\nwrote {args.out}")
+        plotted = {*PLOTTED, *(pair[0].split(":")[0] for pair in REVOCABLE)}
+        frontier_plot([c for c in sweep if c["sampler"] in plotted and "eos_fill" not in c["options"]],
+                      plot_path(args), title="the exact denoiser: score vs tokens per forward (sweep)")
+        print(f"\nwrote {args.out} and {plot_path(args)}")
     return 0
+
+
+def plot_path(args: argparse.Namespace) -> Path:
+    return Path(args.out).with_name("oracle_frontier.png")
 
 
 def uptime(load: tuple[float, float, float]) -> str:
@@ -209,6 +219,11 @@ def render(defaults: list[dict[str, Any]], sweep: list[dict[str, Any]], t_defaul
         "score (tokens per forward) per task.",
         "",
         *per_task_table(sweep),
+        "",
+        f"![score vs tokens per forward]({plot_path(args).name})",
+        "",
+        f"The plot: overall score against tokens per forward for {', '.join(PLOTTED)} (each point labelled with "
+        "its knob; the revocable rules join it once listed).",
         "",
         "## Area under score vs tokens per forward, per rule",
         "",
