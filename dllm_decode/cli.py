@@ -208,8 +208,8 @@ def _eval_plan(args: argparse.Namespace) -> tuple[list[Any], Any, Path]:
                             seed=1234 if args.seed is None else args.seed,
                             per_length=args.per_length or (preset.per_length if preset else 25),
                             lengths=tuple(args.lengths or (3, 4, 5, 6)), fmt=args.fmt or "compact",
-                            gen_length=args.gen_length,
-                            batch_size=args.batch_size, infill=args.infill, slot_tokens=args.slot_tokens)
+                            gen_length=args.gen_length, batch_size=args.batch_size, infill=args.infill,
+                            slot_tokens=args.slot_tokens)
     out = Path(args.out) if args.out else Path("runs") / f"{args.preset or 'custom'}-{Path(args.model).name}"
     return parse_grid(specs_text), settings, out
 
