@@ -18,11 +18,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .oracle import TaskOracle
-
 
 class AnswerSets:
-    """Prompt token ids -> the answer table [A, G] (words, then EOS), the interface of `answers.AnswerBook`."""
+    """Prompt token ids -> the answer table [A, G] (words, then EOS), and where each row's prompt ends: the
+    interface of `answers.AnswerBook`."""
 
     def __init__(self, tokenizer: Any, eos_id: int, answers: Mapping[str, Any]) -> None:
         self.tokenizer, self.eos_id = tokenizer, eos_id
@@ -63,16 +62,21 @@ class AnswerSets:
     def words(self, ids: tuple[int, ...]) -> str:
         return " ".join(self.tokenizer.convert_ids_to_tokens(list(ids)))
 
-    def prompt_lengths(self, ids: Tensor, seen: Tensor) -> Tensor:
-        """Length [B] of the known prompt each row's real tokens start with; -1 where none does."""
+    def unreadable(self, words: str) -> str:
+        return (f"the oracle has no answer set for the prompt {words!r}; `answers` must list every prompt that is "
+                "decoded")
+
+    def prompt_ends(self, ids: Tensor, seen: Tensor) -> Tensor:
+        """The column [B] after the known prompt each row's real tokens start with; -1 where none does."""
         known, lengths = self.known.to(ids.device), self.lengths.to(ids.device)
-        B, S = ids.shape
+        S = ids.shape[1]
         first = seen.float().argmax(1)  # [B]: each row's first real column (left padding before it)
         cols = first[:, None] + torch.arange(known.shape[1], device=ids.device)  # [B, W]
-        inside = cols < S
-        window = ids.gather(1, cols.clamp(max=S - 1)).masked_fill(~(inside & seen.gather(1, cols.clamp(max=S - 1))), -2)
+        readable = (cols < S) & seen.gather(1, cols.clamp(max=S - 1))  # a real column of this row
+        window = ids.gather(1, cols.clamp(max=S - 1)).masked_fill(~readable, -2)  # -2 matches no token
         match = ((window[:, None, :] == known[None]) | (known[None] < 0)).all(-1)  # [B, P]
-        return torch.where(match, lengths[None], -1).max(1).values
+        length = torch.where(match, lengths[None], -1).max(1).values  # prompts are no prefixes: one match at most
+        return torch.where(length >= 0, first.long() + length, -1)
 
     def answers(self, prompt: tuple[int, ...], gen_length: int) -> Tensor:
         found = self.sets[prompt]
@@ -84,27 +88,6 @@ class AnswerSets:
         for a, answer in enumerate(found):  # once per prompt and batch, never in a decoding step
             table[a, :len(answer)] = torch.tensor(answer)
         return table
-
-
-class AnswerSetOracle(TaskOracle):
-    """`TaskOracle` whose answer sets come from the user and whose prompts are recognised by `AnswerSets`."""
-
-    def __init__(self, tokenizer: Any, answers: Mapping[str, Any]) -> None:
-        super().__init__(tokenizer)
-        self.book = AnswerSets(tokenizer, self.eos_id, answers)
-
-    def canvas_start(self, ids: Tensor, seen: Tensor) -> int:
-        length = self.book.prompt_lengths(ids, seen)
-        start = seen.float().argmax(1).long() + length
-        shortest, lo, hi = torch.stack([length.min(), start.min(), start.max()]).tolist()  # host read: a slice bound
-        if shortest < 0:
-            row = int((length < 0).nonzero()[0])
-            raise ValueError(f"the oracle has no answer set for the prompt {self.words(ids[row], seen[row])!r}; "
-                             "`answers` must list every prompt that is decoded")
-        if lo != hi:
-            raise ValueError(f"the oracle expects every row's prompt to end at the same column (left padding), got "
-                             f"columns {lo}..{hi}; pass prompts through `Sampler.generate`")
-        return lo
 
 
 def read_answer_file(path: str | Path) -> dict[str, list[str]]:
