@@ -5,7 +5,8 @@ Two resumable eval runs (`dllm_decode.evals.runner.run_eval`, the engine of `dll
    timed: the "full suite x every policy" cost;
 2. each rule's main knob swept (`PRESETS["oracle-frontier"]` in `dllm_decode/evals/grid.py`) on a smaller
    draw of the same suite.
-Prints the measured numbers and writes `docs/results/oracle.md`.
+Rules listed in `REVOCABLE` below join both runs and every table. Prints the measured numbers, the whole
+command's wall time and the load average around it, and writes `docs/results/oracle.md`.
 
     python benchmarks/oracle_frontier.py                   # resumable; tens of minutes on 2 contended cores
     python benchmarks/oracle_frontier.py --per-length 2 --sweep-per-length 1 --no-write   # a smoke run
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,108 +26,23 @@ from dllm_decode import load_model
 from dllm_decode.evals.grid import PRESETS, parse_grid
 from dllm_decode.evals.metrics import pbx_table
 from dllm_decode.evals.records import RECORDS_FILE, read_run
+from dllm_decode.evals.report import frontier_plot
 from dllm_decode.evals.runner import EvalSettings, run_eval
+from frontier_tables import (DETERMINISTIC, QUALITY, RANDOM, adaptivity, adaptivity_table, best_point, fmt,
+                             frontier_table, group_mean, keeps_quality, per_task_table)
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULTS = ("confidence", "random", "origin", "maskgit_plus", "topk_margin", "entropy", "threshold", "factor",
             "entropy_threshold", "creditdecoding", "localleap", "prophet", "sched", "adablock:delimiter_ids=4",
-            "ssd")  # every registered name but aliases and deer / s2d2 (they need an AR / block-diffusion model)
-DETERMINISTIC = ("copy", "reverse", "sort", "insert_index", "remove_index", "replace_index", "sudoku")
-RANDOM = ("shuffle", "insert_random", "remove_random", "replace_random", "latin")
-QUALITY = 0.99  # share of stepwise quality every task must keep at the "best operating point"
-
-
-def fmt(value: Any, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def group_mean(entry: dict[str, Any], tasks: tuple[str, ...], key: str) -> float:
-    metrics = [entry["per_task_metrics"][t] for t in tasks if t in entry["per_task_metrics"]]
-    return sum(m[key] for m in metrics) / len(metrics)
-
-
-def area(points: list[tuple[float, float]], t_max: float) -> float:
-    """Mean score over TPF in [0, t_max]: the curve is flat left of its slowest point, 0 right of its fastest."""
-    points = sorted(points)
-    total = points[0][0] * points[0][1]
-    for (x0, y0), (x1, y1) in zip(points, points[1:]):
-        total += (x1 - x0) * (y0 + y1) / 2
-    return total / t_max
-
-
-def curve_name(entry: dict[str, Any]) -> str:
-    """A rule's sweep: the sampler, its fixed options, and (in brackets) the knob that varies."""
-    options = entry["options"]
-    fixed = [f"{k}={v}" for k, v in options.items() if k not in SWEPT]
-    knob = [k for k in options if k in SWEPT]
-    return " ".join([entry["sampler"], *fixed] + [f"({', '.join(knob)})"] * bool(knob))
-
-
-SWEPT = ("k", "threshold", "factor", "entropy_threshold", "radius", "relaxed_threshold", "late", "tau_high",
-         "draft_length")
-
-
-def adaptivity_table(configs: list[dict[str, Any]]) -> list[str]:
-    lines = ["| policy (defaults) | score | score, deterministic | score, random | forwards, deterministic | "
-             "forwards, random | TPF, deterministic | TPF, random |", "|---|" + "---:|" * 7]
-    for c in configs:
-        lines.append(f"| {c['label']} | {fmt(c['score'], 3)} | {fmt(group_mean(c, DETERMINISTIC, 'score'), 3)} | "
-                     f"{fmt(group_mean(c, RANDOM, 'score'), 3)} | {fmt(group_mean(c, DETERMINISTIC, 'nfe'), 1)} | "
-                     f"{fmt(group_mean(c, RANDOM, 'nfe'), 1)} | "
-                     f"{fmt(group_mean(c, DETERMINISTIC, 'tokens_per_forward'))} | "
-                     f"{fmt(group_mean(c, RANDOM, 'tokens_per_forward'))} |")
-    return lines
-
-
-def per_task_table(configs: list[dict[str, Any]]) -> list[str]:
-    tasks = list(configs[0]["per_task_metrics"])
-    lines = ["| configuration | TPF | " + " | ".join(tasks) + " |", "|---|---:|" + "---:|" * len(tasks)]
-    for c in configs:
-        cells = [c["per_task_metrics"][t] for t in tasks]
-        lines.append(f"| {c['label']} | {fmt(c['tokens_per_forward'])} | " + " | ".join(
-            f"{fmt(m['score'])} ({fmt(m['tokens_per_forward'], 1)})" for m in cells) + " |")
-    return lines
-
-
-def frontier_table(configs: list[dict[str, Any]]) -> tuple[list[str], float]:
-    t_max = max(c["tokens_per_forward"] for c in configs)
-    curves: dict[str, list[dict[str, Any]]] = {}
-    for c in configs:
-        curves.setdefault(curve_name(c), []).append(c)
-    lines = ["| rule (swept knob) | points | TPF range | score range | area (mean score over TPF in [0, "
-             f"{t_max:.2f}]) |", "|---|---:|---|---|---:|"]
-    for name, group in curves.items():
-        tpf = [c["tokens_per_forward"] for c in group]
-        score = [c["score"] for c in group]
-        auc = area([(c["tokens_per_forward"], c["score"]) for c in group], t_max)
-        lines.append(f"| {name} | {len(group)} | {fmt(min(tpf))}-{fmt(max(tpf))} | {fmt(min(score), 3)}-"
-                     f"{fmt(max(score), 3)} | {fmt(auc, 3)} |")
-    return lines, t_max
-
-
-def best_point(configs: list[dict[str, Any]], reference: dict[str, Any]) -> list[str]:
-    """Configurations keeping >= QUALITY of the stepwise score on every task, fastest first."""
-    base = reference["per_task"]
-    keep = [c for c in configs if all(c["per_task"][t] >= QUALITY * base[t] for t in base)]
-    keep.sort(key=lambda c: -c["tokens_per_forward"])
-    lines = ["| configuration | TPF | NFE | score |", "|---|---:|---:|---:|"]
-    lines += [f"| {c['label']} | {fmt(c['tokens_per_forward'])} | {fmt(c['nfe'], 1)} | {fmt(c['score'], 3)} |"
-              for c in keep[:8]]
-    return lines
-
-
-def adaptivity(configs: list[dict[str, Any]]) -> list[str]:
-    """ParallelBench's question (ii), classified from the forwards each rule spends per task group."""
-    groups: dict[str, list[str]] = {"adapt": [], "fixed": [], "all-in": []}
-    for c in configs:
-        det, rnd = group_mean(c, DETERMINISTIC, "nfe"), group_mean(c, RANDOM, "nfe")
-        kind = "adapt" if det <= 1.5 and rnd >= 2 * det else "all-in" if rnd <= 1.5 else "fixed"
-        groups[kind].append(f"{c['label']} ({det:.1f} / {rnd:.1f} forwards, random-task score "
-                            f"{group_mean(c, RANDOM, 'score'):.3f})")
-    return [f"- **Adapt** (at most 1.5 forwards per deterministic sample, at least twice that on random ones): "
-            f"{'; '.join(groups['adapt'])}.",
-            f"- **Do not adapt** (the same budget on every task): {'; '.join(groups['fixed'])}.",
-            f"- **Commit everything at once on every task**: {'; '.join(groups['all-in']) or 'none'}."]
+            "ssd", "eb")  # every registered name but aliases and deer / s2d2 (they need an AR / block-diffusion model)
+# ---- revocable rules (issue 23 item 2; `wino`, LLaDA2.1 token editing): THE LEAD ADDS THEM HERE ----
+# One (defaults spec, sweep spec) pair per rule, in the `dllm-decode eval --samplers` syntax, e.g.
+# ("wino", "wino:<knob>=v1,v2,v3"). Both runs and every table of the page then include them, and the page's
+# "Revocable rules" section lists their rows; nothing else needs to change.
+REVOCABLE: tuple[tuple[str, str], ...] = ()
+# the curves of the page's plot (sampler names; every swept configuration of each), revocable rules included
+# (in drawing order, which sets colours and label offsets; factor is left out: its points sit on threshold's)
+PLOTTED = ("eb", "threshold", "confidence")
 
 
 def mean_accepted(run_dir: Path, sampler: str) -> float | None:
@@ -142,31 +59,79 @@ def findings(defaults: list[dict[str, Any]], sweep: list[dict[str, Any]], accept
     def rnd(label: str) -> str:
         return fmt(group_mean(by_label[label], RANDOM, "score"), 3) if label in by_label else "-"
 
-    best = best_point(sweep, next(c for c in sweep if c["label"] == "confidence k=1"))
+    reference = by_label["confidence k=1"]
+    best = best_point(sweep, reference)
     cells = [cell.strip() for cell in best[2].split("|")[1:-1]] if len(best) > 2 else ["none", "-", "-", "-"]
-    per_task = min(m["n"] for m in by_label["confidence k=1"]["per_task_metrics"].values())
+    per_task = min(m["n"] for m in reference["per_task_metrics"].values())
     return [
         f"- One token per step is exact: `confidence` and `random` at k=1 score 1.000 on every task. Two per step "
         f"already breaks the random tasks (`confidence k=2`: random-task score {rnd('confidence k=2')}; shuffle "
         "and latin 0): the two positions committed together each take their own marginal argmax, and the pair need "
         "not belong to one answer.",
-        f"- Prophet and SchED commit everything in the first forward (random-task score {rnd('prophet')}): a "
-        "position the oracle is certain of has an unbounded top-2 logit gap (the runner-up has probability "
-        "exactly 0; here the most negative float), so the gap averaged over the canvas clears any threshold at "
-        "once. A mean of gaps is ruled by its largest term; a trained model's finite logits hide this.",
-        "- Dream's rules are not one token per step even at steps = gen_length: the linear time grid ending at "
-        "eps = 1e-3 commits 0 tokens in the first step and 2 in the last, so `maskgit_plus k=1` loses "
-        f"remove_random (random-task score {rnd('maskgit_plus k=1')}) and `origin` reveals a random number per step.",
-        f"- `ssd` gains nothing here (mean accepted chain depth {fmt(accepted)}): it orders its drafts with "
-        "`torch.topk`, whose order among exact ties differs from the reference rule's stable order, and every "
-        "position the oracle is certain of ties at probability 1. Ordering the drafts by a stable sort would fix "
-        "it (left to the owner of `speculative/ssd.py`).",
+        f"- Prophet and SchED commit everything in the first forward (random-task score {rnd('prophet')}), and "
+        "that is their published rule on a perfect model, not a defect of the code: the rule averages the raw "
+        "top-2 logit gap z1 - z2 over its region (here the whole canvas: the tasks have no \"The answer is\" "
+        "anchor) and fires when the mean clears the threshold. A position the oracle is certain of (a comma, a "
+        "bracket, the EOS tail) has z2 = log 0, an unbounded gap (here the most negative float, so ~3.4e38), and "
+        "one such position lifts the mean over any threshold at the first step. A mean of gaps is ruled by its "
+        "largest term; a trained model's finite logits hide this, and a model that grows surer moves toward it. "
+        "Only a region without a certain position (Prophet's `answer_start` on an uncertain span) lets it wait.",
+        "- Dream's rules are not one token per step even at steps = gen_length: step i commits int(n (1 - s/t)) "
+        "on the grid linspace(1, 1e-3, steps + 1), which is 0 at the first step and 2 at the last. That is Dream's "
+        "published `diffusion_generate` count (`tests/test_core.py` checks it against the float32 grid), so "
+        f"`maskgit_plus k=1` loses remove_random (random-task score {rnd('maskgit_plus k=1')}) by the schedule's own "
+        "two-token step, and `origin` reveals a random number per step.",
+        *eb_findings(sweep, reference),
+        f"- `ssd` (draft_length 4) accepts {fmt(accepted)} reference steps per verification forward and its canvas "
+        "is the stepwise `confidence` trajectory (score 1.000). It ranks its drafts by the rule's own key with a "
+        "stable sort, so ties (every position the oracle is certain of has probability 1) take the column order "
+        "the stepwise rule takes; with `torch.topk` order among exact ties it accepted 1.08.",
         "- AdaBlock keeps 1.000 but ends a block at every comma, so even deterministic answers take one "
         "forward per item.",
         f"- **Best operating point: `{cells[0]}`**, {cells[1]} tokens per forward ({cells[2]} forwards per sample) "
         f"with every task at >= 99% of stepwise quality (with {per_task} samples per task in the sweep, that means "
         "every sample solved).",
     ]
+
+
+def eb_findings(sweep: list[dict[str, Any]], reference: dict[str, Any]) -> list[str]:
+    """The EB-sampler's sweep: up to which bound it stays exact, and what it costs beyond."""
+    eb = sorted((c for c in sweep if c["sampler"] == "eb"), key=lambda c: c["config"]["entropy_bound"])
+    if not eb:
+        return []
+    exact = [c for c in eb if keeps_quality(c, reference)]
+    lossy = [c for c in eb if not keeps_quality(c, reference)]
+    line = "- The EB-sampler (`eb`) "
+    if exact:
+        top = exact[-1]  # the largest exact bound
+        bounds = ", ".join(f"{c['config']['entropy_bound']:g}" for c in exact)
+        line += (f"keeps every task at stepwise quality at entropy_bound {bounds} "
+                 f"(at {top['config']['entropy_bound']:g}: {fmt(top['tokens_per_forward'])} tokens per forward, "
+                 f"{fmt(group_mean(top, DETERMINISTIC, 'nfe'), 1)} / {fmt(group_mean(top, RANDOM, 'nfe'), 1)} "
+                 "forwards per deterministic / random sample): every position the oracle is certain of has "
+                 "entropy 0 and adds nothing to sum(H) - max(H), so a step takes all of them plus the "
+                 "lowest-entropy uncertain position, and a second uncertain one only if the smaller entropy of the "
+                 "two is within the bound; one uncertain position per step given the rest is exact")
+    if lossy:
+        first = lossy[0]
+        line += ("; " if exact else "") + (
+            f"from entropy_bound {first['config']['entropy_bound']:g} two uncertain positions fit under the bound "
+            f"and the random tasks fall (random-task score {fmt(group_mean(first, RANDOM, 'score'), 3)} at "
+            f"{fmt(first['tokens_per_forward'])} tokens per forward)")
+    return [line + "."]
+
+
+def revocable_section(defaults: list[dict[str, Any]], sweep: list[dict[str, Any]]) -> list[str]:
+    """The rules of `REVOCABLE`: their rows of both runs, or where to add them."""
+    if not REVOCABLE:
+        return ["Not measured yet: the revocable axis (WINO, LLaDA2.1 token editing; issue 23 item 2) is being "
+                "built. To add a rule, put its (defaults spec, sweep spec) pair in `REVOCABLE` in "
+                "`benchmarks/oracle_frontier.py` and rerun the command at the top: both runs resume, decode only the "
+                "new configurations, and every table above includes them."]
+    names = {spec.split(":")[0] for pair in REVOCABLE for spec in pair}
+    rows = [c for c in defaults + sweep if c["sampler"] in names]
+    return ["Their rows of both runs (defaults first), score (tokens per forward) per task:", "",
+            *per_task_table(rows)]
 
 
 def run(model, specs: list[str], settings: EvalSettings, out: Path) -> tuple[list[dict[str, Any]], float]:
@@ -177,6 +142,7 @@ def run(model, specs: list[str], settings: EvalSettings, out: Path) -> tuple[lis
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-length", type=int, default=25, help="defaults run: samples per task and length")
     parser.add_argument("--sweep-per-length", type=int, default=3, help="sweep run: samples per task and length")
@@ -190,21 +156,39 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)  # `random` / `origin` draw positions from the global generator (their presets set no seed)
     model = load_model("oracle")
     runs = Path(args.runs)
-    load = [os.getloadavg()[0]]
-    defaults, t_defaults = run(model, list(DEFAULTS), EvalSettings(suite="all", per_length=args.per_length),
+    load = [os.getloadavg()]
+    defaults, t_defaults = run(model, [*DEFAULTS, *(pair[0] for pair in REVOCABLE)],
+                               EvalSettings(suite="all", per_length=args.per_length),
                                runs / f"oracle-defaults-{args.per_length}")
-    sweep, t_sweep = run(model, list(PRESETS["oracle-frontier"].samplers),
+    sweep, t_sweep = run(model, [*PRESETS["oracle-frontier"].samplers, *(pair[1] for pair in REVOCABLE)],
                          EvalSettings(suite="all", per_length=args.sweep_per_length),
                          runs / f"oracle-frontier-{args.sweep_per_length}")
-    load.append(os.getloadavg()[0])
-    args.load = load
+    load.append(os.getloadavg())
+    args.load, args.wall = load, time.perf_counter() - started
     accepted = mean_accepted(runs / f"oracle-defaults-{args.per_length}", "ssd")
     page = render(defaults, sweep, t_defaults, t_sweep, args, accepted)
     print("\n".join(page))
     if not args.no_write:
         Path(args.out).write_text("\n".join(page) + "\n")
-        print(f"\nwrote {args.out}")
+        draw(sweep, plot_path(args))
+        print(f"\nwrote {args.out} and {plot_path(args)}")
     return 0
+
+
+def draw(sweep: list[dict[str, Any]], path: Path) -> None:
+    """The page's plot: the PLOTTED rules' sweeps (and the revocable ones), score vs tokens per forward."""
+    order = [*PLOTTED, *(pair[0].split(":")[0] for pair in REVOCABLE)]
+    chosen = [c for c in sweep if c["sampler"] in order and "eos_fill" not in c["options"]]
+    frontier_plot(sorted(chosen, key=lambda c: order.index(c["sampler"])), path,
+                  title="the exact denoiser: score vs tokens per forward (sweep)")
+
+
+def plot_path(args: argparse.Namespace) -> Path:
+    return Path(args.out).with_name("oracle_frontier.png")
+
+
+def uptime(load: tuple[float, float, float]) -> str:
+    return ", ".join(f"{x:.2f}" for x in load)
 
 
 def render(defaults: list[dict[str, Any]], sweep: list[dict[str, Any]], t_defaults: float, t_sweep: float,
@@ -219,14 +203,16 @@ def render(defaults: list[dict[str, Any]], sweep: list[dict[str, Any]], t_defaul
         "Made with `python benchmarks/oracle_frontier.py"
         f" --per-length {args.per_length} --sweep-per-length {args.sweep_per_length} --threads {args.threads}`.",
         "",
+        f"That command took **{args.wall:.0f} s** of wall time (start-up, both runs, this page; a resumed run "
+        f"counts only its last invocation) on 2 cores shared with other jobs; load average (1, 5, 15 min, as "
+        f"`uptime` prints it) {uptime(args.load[0])} at the start and {uptime(args.load[1])} at the end.",
+        "",
         *INTRO,
         "",
         f"## Full suite x every policy's defaults ({n_def} decodes, {len(defaults)} policies)",
         "",
         f"Measured decoding time: **{t_defaults:.0f} s** (the sum of every batch's `generate` wall time, batches "
-        f"of 32, {args.threads} torch thread, on 2 cores shared with other jobs: 1-minute load average "
-        f"{args.load[0]:.1f} at the start and {args.load[1]:.1f} at the end of this invocation; runner bookkeeping "
-        "and start-up add a few seconds; a resumed run sums the batches of every invocation).",
+        f"of 32, {args.threads} torch thread; a resumed run sums the batches of every invocation).",
         "",
         *adaptivity_table(defaults),
         "",
@@ -241,6 +227,11 @@ def render(defaults: list[dict[str, Any]], sweep: list[dict[str, Any]], t_defaul
         "",
         *per_task_table(sweep),
         "",
+        f"![score vs tokens per forward]({plot_path(args).name})",
+        "",
+        f"The plot: overall score against tokens per forward for {', '.join(PLOTTED)} (each point labelled with "
+        "its knob; the revocable rules join it once listed).",
+        "",
         "## Area under score vs tokens per forward, per rule",
         "",
         *frontier,
@@ -251,6 +242,10 @@ def render(defaults: list[dict[str, Any]], sweep: list[dict[str, Any]], t_defaul
         f"## Best operating point (every task >= {QUALITY:.0%} of stepwise quality)",
         "",
         *best_point(sweep, reference),
+        "",
+        "## Revocable rules (WINO, LLaDA2.1 token editing)",
+        "",
+        *revocable_section(defaults, sweep),
         "",
         "## Findings",
         "",

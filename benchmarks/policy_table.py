@@ -10,7 +10,9 @@ task, and each configuration's score as a share of the baseline's.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,13 @@ SPECS = (
     "creditdecoding:eos_fill=true:early_commit=sched",
     f"creditdecoding:eos_fill=true:blocks=adaptive:delimiter_ids={COMMA}",
     "localleap:eos_fill=true",
+    "eb",  # EB-sampler (issue 23), entropy_bound 0.1 (transformers' default)
+    "eb:entropy_bound=0.01,0.5,1,2",  # its knob (0.1 is the row above)
 )
+# ---- revocable rules (issue 23 item 2; `wino`, LLaDA2.1 token editing): THE LEAD ADDS THEIR SPECS HERE ----
+# In the `dllm-decode eval --samplers` syntax, e.g. "wino" or "wino:<knob>=v1,v2"; rerunning the command resumes
+# the runs, decodes only the new configurations and adds their rows to both models' tables.
+REVOCABLE: tuple[str, ...] = ()
 
 
 def fmt(value: Any, digits: int = 2) -> str:
@@ -63,6 +71,13 @@ def model_section(name: str, configs: list[dict[str, Any]]) -> list[str]:
     return lines + [""]
 
 
+def revocable_note() -> list[str]:
+    if REVOCABLE:
+        return []
+    return ["Revocable rules (WINO, LLaDA2.1 token editing): not measured yet; they join these tables once their "
+            "specs are in `REVOCABLE` in `benchmarks/policy_table.py`.", ""]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["tiny-llada", "tiny-dream"])
@@ -74,13 +89,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     settings = EvalSettings(suite="index", seed=1234, per_length=args.per_length, fmt="compact", gen_length=32)
-    specs = parse_grid(list(SPECS))
+    specs = parse_grid([*SPECS, *REVOCABLE])
+    started, load = time.perf_counter(), [os.getloadavg()]
     sections = []
     for name in args.models:
         model = load_model(name)
         configs = run_eval(model, specs, settings, Path(args.runs) / f"policies-{name}", model_id=name,
                            progress=False)
         sections += model_section(name, configs)
+    load.append(os.getloadavg())
+    sections += [f"Measured: the command took {time.perf_counter() - started:.0f} s of wall time for "
+                 f"{len(args.models)} model(s) x {len(specs)} configurations ({args.threads} torch thread; a resumed "
+                 "run counts only its last invocation) on 2 cores shared with other jobs; load average (1, 5, 15 min, "
+                 f"as `uptime` prints it) {', '.join(f'{x:.2f}' for x in load[0])} at the start and "
+                 f"{', '.join(f'{x:.2f}' for x in load[1])} at the end.",
+                 "", *revocable_note()]
     text = "\n".join(sections)
     if args.no_write:
         print(text)

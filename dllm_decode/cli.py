@@ -80,9 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"task suite: {', '.join(sorted(SUITES))}, or parallelbench:PATH for a local copy of the "
                     "published ParallelBench test files (default: the preset's, or waiting-line)")
     ev.add_argument("--per-length", type=int, help="samples per task and list length (default: preset's or 25)")
-    ev.add_argument("--lengths", type=int, nargs="+", default=[3, 4, 5, 6], help="list lengths / puzzle levels")
-    ev.add_argument("--seed", type=int, default=1234, help="held-out eval seed (training uses other streams)")
-    ev.add_argument("--fmt", choices=FORMATS, default="compact", help="prompt format")
+    ev.add_argument("--lengths", type=int, nargs="+", help="list lengths / puzzle levels (default: 3 4 5 6)")
+    ev.add_argument("--seed", type=int, help="held-out eval seed (default 1234; training uses other streams)")
+    ev.add_argument("--fmt", choices=FORMATS, help="prompt format (default: compact)")
     ev.add_argument("--gen-length", type=int, default=32, help="canvas length (32 fits every compact answer)")
     ev.add_argument("--batch-size", type=int, default=32, help="prompts decoded together")
     ev.add_argument("--infill", action="store_true",
@@ -202,15 +202,32 @@ def _eval_plan(args: argparse.Namespace) -> tuple[list[Any], Any, Path]:
     specs_text = args.samplers or (list(preset.samplers) if preset else None)
     if not specs_text:
         raise ValueError("`eval` needs `--preset` or `--samplers`, got neither; e.g. --preset quick")
-    if args.per_length is not None and (args.suite or "").startswith("parallelbench:"):
-        raise ValueError(f"`--per-length` sizes the procedural suites; parallelbench:PATH runs every record of the "
-                         f"files, got --per-length {args.per_length}; remove it (or pass a smaller copy of the files)")
-    settings = EvalSettings(suite=args.suite or (preset.suite if preset else "waiting-line"), seed=args.seed,
+    if (args.suite or "").startswith("parallelbench:"):
+        _refuse_procedural_flags(args)
+    settings = EvalSettings(suite=args.suite or (preset.suite if preset else "waiting-line"),
+                            seed=1234 if args.seed is None else args.seed,
                             per_length=args.per_length or (preset.per_length if preset else 25),
-                            lengths=tuple(args.lengths), fmt=args.fmt, gen_length=args.gen_length,
-                            batch_size=args.batch_size, infill=args.infill, slot_tokens=args.slot_tokens)
+                            lengths=tuple(args.lengths or (3, 4, 5, 6)), fmt=args.fmt or "compact",
+                            gen_length=args.gen_length, batch_size=args.batch_size, infill=args.infill,
+                            slot_tokens=args.slot_tokens)
     out = Path(args.out) if args.out else Path("runs") / f"{args.preset or 'custom'}-{Path(args.model).name}"
     return parse_grid(specs_text), settings, out
+
+
+PROCEDURAL_FLAGS = {"per_length": "sizes", "lengths": "picks the list lengths of", "seed": "draws",
+                    "fmt": "words the prompts of"}
+
+
+def _refuse_procedural_flags(args: argparse.Namespace) -> None:
+    """The ParallelBench files fix their samples, lengths and prompts: a flag that only shapes the procedural
+    suites would be silently ignored there, so it is an error."""
+    for name, verb in PROCEDURAL_FLAGS.items():
+        value = getattr(args, name)
+        if value is not None:
+            flag = "--" + name.replace("_", "-")
+            shown = " ".join(map(str, value)) if isinstance(value, list) else value
+            raise ValueError(f"`{flag}` {verb} the procedural suites; parallelbench:PATH runs every record of the "
+                             f"files as written, got {flag} {shown}; remove it (or pass a smaller copy of the files)")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

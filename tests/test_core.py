@@ -73,6 +73,20 @@ def test_dream_schedule_finishes_in_its_step_budget(dream):
     assert r.nfe == 8 and (r.canvas != MASK).all()
 
 
+@pytest.mark.parametrize("steps", [8, 32])
+def test_dream_schedule_is_the_published_count(dream, steps):
+    """Dream's `diffusion_generate`: step i commits int(n * (1 - s / t)) of the n masks left, t, s consecutive
+    points of linspace(1, 1e-3, steps + 1) (float32 there), every mask left at the last step. At steps = n the
+    first count is int((1 - 1e-3) n / steps) = 0 and the last is 2: the published schedule, not an off-by-one."""
+    grid, left, expected = torch.linspace(1, 1e-3, steps + 1), 32, []
+    for i in range(steps):  # an independent statement of the published rule
+        expected.append(left if i == steps - 1 else int(left * (1 - grid[i + 1] / grid[i])))
+        left -= expected[-1]
+    r = Sampler("maskgit_plus", gen_length=32, steps=steps, trace=True).generate(dream, [torch.arange(5)])
+    assert torch.bincount(r.trace.commit_step[0], minlength=steps).tolist() == expected
+    assert steps != 32 or (expected[0], expected[-1]) == (0, 2)
+
+
 def test_gumbel_sampling_is_reproducible_with_a_seed(llada, ragged_prompts):
     hot = dict(gen_length=32, block_length=8, temperature=1.0)
     a = Sampler("confidence", seed=7, **hot).generate(llada, ragged_prompts)

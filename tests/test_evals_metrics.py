@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from dllm_decode.evals.grid import PRESETS, SamplerSpec, parse_grid, parse_spec, parse_value
-from dllm_decode.evals.metrics import pbx, summarize
+from dllm_decode.evals.metrics import pbx, policy_of, summarize
 
 
 def test_spec_is_a_cartesian_product_and_k_means_tokens_per_step():
@@ -94,3 +94,11 @@ def test_pbx_interpolates_adaptive_sweeps_but_not_step_budgets():
     assert pbx(entries, 100.1) is None
     table = summarize(rows + topk)["pbx"]
     assert table["overall"]["PB90"] == pytest.approx(3.0) and table["confidence"]["PB90"] == pytest.approx(2.0)
+
+
+def test_an_entropy_bound_sweep_is_one_adaptive_policy():
+    """EB's knob moves it along one curve (interpolated: it has no step budget), like threshold's."""
+    rows = [record("eb", {"entropy_bound": b}, "copy", s, nfe=32 // tps) for b, s, tps in ((0.1, 1.0, 2), (1, 0.8, 4))]
+    entries = summarize(rows)["configs"]
+    assert {policy_of(e) for e in entries} == {"eb"}
+    assert pbx(entries, 90) == pytest.approx(3.0)

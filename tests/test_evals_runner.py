@@ -158,3 +158,14 @@ def test_a_second_writer_on_the_same_run_is_refused(tiny_model, tmp_path):
         with pytest.raises(ValueError, match="another eval is writing to"):
             run_eval(tiny_model, parse_grid(["confidence:k=4"]), EvalSettings(per_length=1, lengths=(3,)), tmp_path,
                      progress=False)
+
+
+def test_records_and_summary_hold_the_resolved_config(tiny_model, tmp_path):
+    """Options fitted to the model read "auto" on the Sampler (`block_length` of `threshold` here); the records
+    and the summary keep the values the decode used."""
+    settings = EvalSettings(suite="index", per_length=1, lengths=(3,), batch_size=8)
+    configs = run_eval(tiny_model, parse_grid(["threshold"]), settings, tmp_path, progress=False)
+    assert parse_grid(["threshold"])[0].build(32).config["block_length"] == "auto"
+    records = records_of(tmp_path / "records.jsonl")
+    assert {r["config"]["block_length"] for r in records} == {32} == {configs[0]["config"]["block_length"]}
+    assert not [k for r in records for k, v in r["config"].items() if v == "auto"]

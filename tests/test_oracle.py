@@ -239,3 +239,15 @@ def test_index_base_one_reads_indices_from_one():
 
 def test_all_tasks_are_covered(suite):
     assert {s.task for s in suite} == set(ALL_TASKS)
+
+
+def test_ssd_accepts_the_stepwise_chain_on_the_oracle(oracle, suite):
+    """Every answer token of a deterministic task ties at probability 1, and stepwise `confidence` takes ties
+    left to right (a stable ranking). ssd's drafts must be ranked the same way, or the verifier rejects them:
+    then each verification forward of D = 4 drafts accepts the whole chain: the first forward plus 8 forwards
+    for 32 canvas columns."""
+    prompts = [s.prompt for s in suite if s.task in DETERMINISTIC]
+    reference = Sampler("confidence", gen_length=G, steps=G).generate(oracle, prompts)
+    out = Sampler("ssd", gen_length=G, draft_length=4).generate(oracle, prompts)
+    assert torch.equal(out.canvas, reference.canvas)
+    assert out.loop_stats["mean_accepted"] == 4.0 and out.row_nfe == [1 + G // 4] * len(prompts)

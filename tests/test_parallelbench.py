@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -351,6 +352,22 @@ def test_settings_and_cli_errors(bench_dir, capsys):
     assert main(["eval", "--model", "x", "--samplers", "confidence:k=1", "--suite", f"parallelbench:{bench_dir}",
                  "--per-length", "3"]) == 2  # a user error: one line on stderr, before any weights load
     assert "`--per-length` sizes the procedural suites; parallelbench:PATH runs every record" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--lengths", ["3", "4"], "`--lengths` picks the list lengths of the procedural suites; .* got --lengths 3 4;"),
+    ("--seed", ["7"], "`--seed` draws the procedural suites; parallelbench:PATH runs every record .* got --seed 7;"),
+    ("--fmt", ["natural"], "`--fmt` words the prompts of the procedural suites; .* got --fmt natural;"),
+])
+def test_procedural_flags_are_refused_for_parallelbench(bench_dir, capsys, flag, value, message):
+    """The published files fix their samples and prompts: a flag given for them would be silently ignored."""
+    from dllm_decode.cli import _eval_plan, build_parser, main
+
+    base = ["eval", "--model", "x", "--samplers", "confidence:k=1", "--suite", f"parallelbench:{bench_dir}"]
+    assert main(base + [flag, *value]) == 2  # one line on stderr, before any weights load
+    assert re.search(message, capsys.readouterr().err)
+    _, settings, _ = _eval_plan(build_parser().parse_args(base))  # unset: the defaults, and no error
+    assert (settings.seed, settings.lengths, settings.fmt) == (1234, (3, 4, 5, 6), "compact")
 
 
 def test_eval_report_end_to_end(bench_dir, chat_model, tmp_path, monkeypatch):

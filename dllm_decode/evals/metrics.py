@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 PB_LEVELS = (90, 80, 70, 60)
 # Options that move a policy along its speed/quality curve; any other option defines a separate policy.
-SWEEP_OPTIONS = ("k", "steps", "threshold", "factor", "entropy_threshold")
+SWEEP_OPTIONS = ("k", "steps", "threshold", "factor", "entropy_threshold", "entropy_bound")
 
 
 def _stats(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -34,8 +34,9 @@ def prompt_hash(prompt: str) -> str:
 
 
 def config_id(config: dict[str, Any]) -> str:
-    """A stable short id of a fully resolved sampler config (defaults included, so a changed default
-    is a new configuration rather than a silent mix)."""
+    """A stable short id of a sampler config with its defaults (a changed default is a new configuration
+    rather than a silent mix). Options fitted to the model read "auto" in it, so the id is known before
+    decoding; they follow from the model, which the header's `weights` pins, and records hold their values."""
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

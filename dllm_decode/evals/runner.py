@@ -145,11 +145,12 @@ def grade_sample(model: DiffusionLM, batch: Batch, sample: TaskSample, text: str
 
 
 def decode_batch(model: DiffusionLM, batch: Batch) -> tuple[list[dict[str, Any]], int]:
-    """One generate call -> (one record per sample with per-row accounting, the batch's forwards)."""
+    """One generate call -> (one record per sample with per-row accounting, the batch's forwards). A record's
+    `config` is the one the decode used (`result.config`: options fitted to the model have their values)."""
     result, texts, gen_tokens = generate_batch(model, batch, batch.samples)
     share = result.wall_time / len(batch.samples)
     rows = [{"type": "record", "config_id": batch.config_id, "sampler": batch.spec.sampler,
-             "options": batch.spec.options, "label": batch.spec.label, "config": batch.sampler.config,
+             "options": batch.spec.options, "label": batch.spec.label, "config": result.config,
              "task": s.task, "id": s.id, "prompt_sha": prompt_hash(s.prompt), "output": text,
              **grade_sample(model, batch, s, text), "nfe": nfe, "gen_tokens": tokens,
              "canvas_length": result.canvas.shape[1], "wall_time": share,

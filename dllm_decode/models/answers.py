@@ -155,7 +155,18 @@ class AnswerBook:
             raise ValueError(f"`index_base` must be one of {list(INDEX_BASES)}, got {index_base!r}")
         self.tokenizer, self.eos_id, self.index_base = tokenizer, eos_id, index_base
         self.vocab: dict[str, int] = tokenizer.get_vocab()
+        self.close_id = self.vocab["]"]
         self.memo: OrderedDict[tuple[tuple[int, ...], int], Tensor] = OrderedDict()
+
+    def prompt_ends(self, ids: Tensor, seen: Tensor) -> Tensor:
+        """The column [B] after each row's first seen `]` (a compact prompt ends with its list); -1 if none."""
+        close = (ids == self.close_id) & seen
+        return torch.where(close.any(1), close.float().argmax(1).long() + 1, torch.full_like(ids[:, 0], -1))
+
+    @staticmethod
+    def unreadable(words: str) -> str:
+        return (f"the oracle cannot read the prompt {words!r}: a compact task-suite prompt ends with its list "
+                "`[ ... ]`, e.g. 'reverse [ Gemma Murray , Gavin Turner ]'")
 
     def answers(self, prompt: tuple[int, ...], gen_length: int) -> Tensor:
         key = (prompt, gen_length)

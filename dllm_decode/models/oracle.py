@@ -27,12 +27,15 @@ Shapes: B batch, S columns (prompt + canvas), G canvas, N answers of the batch, 
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from .adapter import DiffusionLM
+from .answer_sets import AnswerSets, read_answer_file
 from .answers import AnswerBook
 from .layers import LogitsOutput
 
@@ -44,12 +47,14 @@ FLOOR = torch.finfo(torch.float32).min  # log 0: finite, see the module docstrin
 class TaskOracle(nn.Module):
     """The exact conditional of the answer distribution; the native forward of `DiffusionLM`."""
 
-    def __init__(self, tokenizer: Any, index_base: int = 0) -> None:
+    def __init__(self, tokenizer: Any, index_base: int = 0, answers: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         vocab = tokenizer.get_vocab()
-        self.mask_id, self.eos_id, self.close_id = vocab["<mask>"], vocab["<eos>"], vocab["]"]
+        self.mask_id, self.eos_id = vocab["<mask>"], vocab["<eos>"]
         self.vocab_size = len(vocab)
-        self.book = AnswerBook(tokenizer, self.eos_id, index_base)
+        # the task suite's answer sets, or a user's (`answer_sets.py`); either knows where its prompts end
+        self.book = AnswerBook(tokenizer, self.eos_id, index_base) if answers is None else \
+            AnswerSets(tokenizer, self.eos_id, answers)
         self.anchor = nn.Parameter(torch.zeros(0), requires_grad=False)  # carries device / dtype for the adapter
         self.packed: tuple[Tensor, int, Tensor, Tensor] | None = None  # (prompts, G, answers, owner) of the last batch
         self.fallbacks = torch.zeros((), dtype=torch.long)
@@ -96,23 +101,20 @@ class TaskOracle(nn.Module):
         return ids, pos, seen
 
     def canvas_start(self, ids: Tensor, seen: Tensor) -> int:
-        """The column after each row's prompt-closing `]`; left padding aligns it across rows."""
-        close = (ids == self.close_id) & seen
-        first = torch.where(close.any(1), close.float().argmax(1), torch.full_like(ids[:, 0], -1))
-        lo, hi = torch.stack([first.min(), first.max()]).tolist()  # host read: the canvas start is a slice bound
+        """The column after each row's prompt (the book says where a prompt ends); left padding aligns it."""
+        ends = self.book.prompt_ends(ids, seen)  # [B], -1 where the book reads no prompt
+        lo, hi = torch.stack([ends.min(), ends.max()]).tolist()  # host read: the canvas start is a slice bound
         opening = ids.gather(1, seen.float().argmax(1, keepdim=True))  # each row's first real token
         if (lo < 0 or lo != hi) and bool((opening == self.mask_id).any()):
             raise ValueError("the oracle has no unconditional distribution: a prompt holds mask tokens (e.g. "
                              "`cfg_scale` > 0 masks the prompt); use cfg_scale=0")
         if lo < 0:
-            row = int((first < 0).nonzero()[0])
-            raise ValueError(f"the oracle cannot read the prompt {self.words(ids[row], seen[row])!r}: a compact "
-                             "task-suite prompt ends with its list `[ ... ]`, e.g. 'reverse [ Gemma Murray , Gavin "
-                             "Turner ]'")
+            row = int((ends < 0).nonzero()[0])
+            raise ValueError(self.book.unreadable(self.words(ids[row], seen[row])))
         if lo != hi:
             raise ValueError(f"the oracle expects every row's prompt to end at the same column (left padding), got "
-                             f"columns {lo}..{hi}; pass prompts through `Sampler.generate`")
-        return lo + 1
+                             f"columns {lo - 1}..{hi - 1}; pass prompts through `Sampler.generate`")
+        return lo
 
     def answer_pack(self, prompts: Tensor, G: int) -> tuple[Tensor, Tensor]:
         """(answers [N, G], owner row [N]) of the batch; rebuilt only when the batch's prompts change."""
@@ -150,8 +152,10 @@ class TaskOracle(nn.Module):
 
 
 def load_oracle(*, device: str | torch.device | None = None, dtype: Any = None, mask_id: int | None = None,
-                eos_ids: Any = None, index_base: int = 0) -> DiffusionLM:
-    """The oracle as a `DiffusionLM` over the zoo's tokenizer (ids shared with every zoo model)."""
+                eos_ids: Any = None, index_base: int = 0, answers: Any = None) -> DiffusionLM:
+    """The oracle as a `DiffusionLM` over the zoo's tokenizer (ids shared with every zoo model). `answers`
+    (a mapping {prompt: [valid answers]} or a JSONL path, see `answer_sets.py`) replaces the task suite's
+    answer sets with the user's own."""
     from ..zoo.tokenizer import build_tokenizer
 
     if dtype not in (None, torch.float32, "float32", "fp32"):
@@ -160,7 +164,12 @@ def load_oracle(*, device: str | torch.device | None = None, dtype: Any = None, 
     if mask_id is not None or eos_ids is not None:
         raise ValueError(f"`mask_id` and `eos_ids` are fixed by the oracle's tokenizer, got {mask_id!r} and "
                          f"{eos_ids!r}; leave them None")
+    if answers is not None and index_base != 0:
+        raise ValueError(f"`index_base` reads the task suite's index prompts; with `answers` the answer sets are "
+                         f"given, got index_base={index_base!r}; remove it")
     tokenizer = build_tokenizer()
-    module = TaskOracle(tokenizer, index_base).to(torch.device(device) if device is not None else "cpu")
+    if isinstance(answers, (str, Path)):
+        answers = read_answer_file(answers)
+    module = TaskOracle(tokenizer, index_base, answers).to(torch.device(device) if device is not None else "cpu")
     return DiffusionLM(module, module.mask_id, (module.eos_id,), 0, tokenizer, MAX_LENGTH,
                        tokenizer.pad_token_id, native=True, name=NAME)

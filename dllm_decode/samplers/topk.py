@@ -6,6 +6,9 @@ Dream (Ye et al., 2025): `timesteps = linspace(1, 1e-3, s + 1)`; step i commits 
 of the n masks left (all at the last step); score = max prob (`maskgit_plus`), top-1 minus top-2
 probability (`topk_margin`) or negative entropy (`entropy`); `origin` reveals each mask independently
 with probability 1 - t_{i+1} / t_i. `alg_temp` > 0 draws positions from softmax(score / alg_temp).
+The grid ends at eps, so at steps = n the first step commits int((1 - eps) n / steps) = 0 and the last 2:
+that is the published rule (its float32 grid gives the same counts), kept as is. n is per row here; Dream's
+code uses the batch mean, which would make a row depend on its neighbours.
 Guarantee: every block finishes in exactly its step budget (steps with k = 0 are the schedule's own).
 """
 from __future__ import annotations

@@ -86,8 +86,8 @@ class SelfSpeculative(StepLoop):
         confidence = token_log_prob(logp, x0)
         first = decision.commit & step.eligible  # exactly one per row that still has masks in its block
         score = confidence.masked_fill(~step.eligible, float("-inf")).masked_fill(first, float("inf"))
-        top = score.topk(D, dim=-1)  # D <= W: distinct columns
-        order, valid = top.indices, top.values > float("-inf")
+        order = score.exp().argsort(dim=-1, descending=True, stable=True)[:, :D]  # the rule's key p, ties by column
+        valid = score.gather(1, order) > float("-inf")
         valid = valid & first.any(1, keepdim=True)
         return step.cols.gather(1, order), x0.gather(1, order), valid
 
