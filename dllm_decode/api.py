@@ -30,6 +30,7 @@ from .samplers.base import CommitRule, TokenOptions
 from .samplers.blocks import BLOCKS, FixedBlocks
 from .samplers.early import EARLY_COMMITS, BlockEndOfTextFill, EndOfTextFill
 from .samplers.registry import resolve
+from .samplers.revision import REVISIONS
 from .state import new_state
 
 
@@ -110,7 +111,8 @@ class Sampler:
     def _classes(rule: type[CommitRule], config: DecodeConfig) -> dict[str, type[Component]]:
         classes: dict[str, type[Component]] = {
             "rule": rule, "blocks": pick(BLOCKS, "blocks", config.blocks), "cache": pick(CACHES, "cache", config.cache),
-            "attention": pick(ATTENTION, "attention", config.attention), "loop": pick(LOOPS, "loop", config.loop)}
+            "attention": pick(ATTENTION, "attention", config.attention), "loop": pick(LOOPS, "loop", config.loop),
+            "revision": pick(REVISIONS, "revision", config.revision)}
         if config.early_commit not in (None, "none"):
             classes["early_commit"] = pick(EARLY_COMMITS, "early_commit", config.early_commit)
         return classes
@@ -132,7 +134,7 @@ class Sampler:
         early = tuple(p for p in (parts.get("early_commit"), fill) if p)
         tokens = TokenOptions(cfg.temperature, cfg.logits_eos_inf, cfg.confidence_eos_eot_inf)
         return DecodePlan(rule, blocks, early, tokens, steps_per_block, cfg.cfg_scale, parts["cache"],
-                          parts["attention"], parts["loop"])
+                          parts["attention"], parts["loop"], parts["revision"])
 
     @property
     def config(self) -> dict[str, Any]:
@@ -184,7 +186,7 @@ class Sampler:
         plan.loop.run(model, state, plan, generator)
         _synchronize(model.device)
         return build_result(model, state, time.perf_counter() - start, fitted.config, plan.cache.nbytes(state),
-                            {**plan.loop.stats(state), **model.stats()})
+                            {**plan.loop.stats(state), **plan.revision.stats(state.revision), **model.stats()})
 
 
 def _check_canvas(canvas: Any, batch: int, gen_length: int, model: DiffusionLM) -> torch.Tensor:

@@ -15,6 +15,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from . import revocable
 from .models.adapter import DiffusionLM
 from .plan import LOOPS, DecodePlan, Loop
 from .samplers.base import Decision, StepInput
@@ -58,18 +59,22 @@ def start_blocks(state: DecodeState, plan: DecodePlan, logits: Tensor, cols: Ten
     state.rule_state = plan.rule.reset(state.rule_state, starting)
 
 
-def advance_blocks(state: DecodeState, plan: DecodePlan, active: Tensor, taken: Tensor | None = None) -> None:
+def advance_blocks(state: DecodeState, plan: DecodePlan, active: Tensor, taken: Tensor | None = None,
+                   hold: Tensor | None = None) -> None:
     """Rows whose block has no masks left move to the block holding their first remaining mask; the others
-    count `taken` [B] more steps of their block (default: one per active row; SSD passes its chain depth)."""
+    count `taken` [B] more steps of their block (default: one per active row; SSD passes its chain depth).
+    `hold` [B] bool: rows a revision rule keeps in their block (and decoding) though it has no masks."""
     G = state.gen_length
     is_mask = state.is_mask
     finished = active & ~(is_mask & state.block_mask).any(1)
+    if hold is not None:
+        finished = finished & ~hold
     any_mask = is_mask.any(1)
     first_mask = torch.where(any_mask, is_mask.float().argmax(1), torch.full_like(state.block_start, G))
     state.block_start = torch.where(finished, plan.blocks.next_start(first_mask).clamp(max=G), state.block_start)
     taken = active.long() if taken is None else taken * active.long()
     state.block_step = torch.where(finished, torch.zeros_like(state.block_step), state.block_step + taken)
-    state.done = state.done | ~any_mask
+    state.done = state.done | (~any_mask if hold is None else ~any_mask & ~hold)
 
 
 def apply(state: DecodeState, commit: Tensor, tokens: Tensor, cols: Tensor) -> None:
@@ -121,13 +126,13 @@ def decide(state: DecodeState, plan: DecodePlan, logits: Tensor, cols: Tensor, r
 
 
 def finish_step(state: DecodeState, plan: DecodePlan, active: Tensor, eos_ids: Tensor,
-                taken: Tensor | None = None) -> None:
+                taken: Tensor | None = None, hold: Tensor | None = None) -> None:
     for hook in plan.early:
         filled = hook.after_commit(state, eos_ids)
         if filled is not None:
             state.commit_step.masked_fill_(filled, state.step)
     record_step(state)
-    advance_blocks(state, plan, active, taken)
+    advance_blocks(state, plan, active, taken, hold)
     state.step += 1
 
 
@@ -162,7 +167,11 @@ def denoise(model: DiffusionLM, state: DecodeState, plan: DecodePlan, generator:
     eos_ids = torch.tensor(model.eos_ids, device=state.x.device)
     limit = 2 * state.gen_length * max(plan.steps_per_block or 1, 1) + 8
     prepare(model, state, plan)
-    compact = reads_masked_only(plan)
+    revising = plan.revision.revises  # revision axis (revocable.py): off for the monotone default
+    if revising:
+        revocable.begin(model, state, plan)
+        limit = revocable.step_limit(plan, state.gen_length, limit)
+    compact = reads_masked_only(plan) and not revising  # a revision reads committed block columns too
     while True:
         active = ~state.done
         cols, real = window(state, plan)
@@ -178,12 +187,17 @@ def denoise(model: DiffusionLM, state: DecodeState, plan: DecodePlan, generator:
         rows = None if n_active == active.shape[0] else active.nonzero().squeeze(1)  # sync 2, once rows finish
         if compact and width < cols.shape[1]:
             cols, real = masked_first(cols, real, masked, max(width, 1))
-        logits = step_logits(model, state, plan, rows, cols)
+        if revising and plan.revision.shadow:
+            logits = revocable.shadow_logits(model, state, cols)
+        else:
+            logits = step_logits(model, state, plan, rows, cols)
         state.row_nfe += active.long()
-        _, decision = decide(state, plan, logits, cols, real, active, eos_ids, generator)
+        step, decision = decide(state, plan, logits, cols, real, active, eos_ids, generator)
         # hooks may commit outside the block (fills), never a window duplicate or an already-written token
         apply(state, decision.commit & real & state.is_mask.gather(1, cols), decision.tokens, cols)
-        finish_step(state, plan, active, eos_ids)
+        if revising:  # revision hook: re-mask / replace tokens committed before this step, under the budget
+            revocable.revise(state, plan, step, decision, cols, real, active)
+        finish_step(state, plan, active, eos_ids, hold=state.revision.hold if revising else None)
 
 
 @LOOPS.register

@@ -33,6 +33,7 @@ class DecodeState:
     rule_state: Any = None
     history: list[Tensor] | None = None  # canvases after each step, when traced
     on_step: Callable[[Any], None] | None = None  # `generate(on_step=...)`: called with a StepEvent per step
+    revision: Any = None  # the revision rule's typed state (samplers/revision.py), None when monotone
     extras: dict[str, Any] = field(default_factory=dict)  # per-request state of blocks / early-commit hooks
 
     @property

@@ -1,0 +1,76 @@
+"""The loop's side of the revision axis (`samplers/revision.py`): WINO's shadow forward and the step hook
+that applies a rule's review. `loop.denoise` calls these only when `plan.revision.revises`, so the
+monotone default runs exactly the code it ran before the axis existed.
+
+Shadow forward (WINO): the canvas plus a copy of the window, all masks, at the window's positions. Real
+rows attend to real keys only, so their logits are the plain forward's; shadow row j attends to every
+real key except window column j, and to the whole shadow copy, so it predicts column j with its own token
+hidden. Shapes: B batch, S = prompt width + canvas, W window columns, V vocabulary.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .models.adapter import DiffusionLM
+from .plan import DecodePlan
+from .samplers.base import Decision, StepInput
+from .samplers.revision import within_budget
+from .state import DecodeState
+
+
+def begin(model: DiffusionLM, state: DecodeState, plan: DecodePlan) -> None:
+    """Per-request revision state; a shadow rule needs our own unshifted architectures (4-D attention masks)."""
+    rule = plan.revision
+    if rule.shadow and not (model.native and model.shift == 0):
+        raise ValueError(f"`revision={rule.name!r}` needs an unshifted (LLaDA-style) model loaded with `load_model` "
+                         f"(its forward takes a 4-D attention mask), got {model.name}; use revision=\"editing\" or \"none\"")
+    state.revision = rule.new_state(state.x.shape[0], state.x.device)
+
+
+def step_limit(plan: DecodePlan, gen_length: int, limit: int) -> int:
+    """The loop's step bound plus the steps the rule's revisions may cost."""
+    return limit + plan.revision.extra_steps(gen_length, plan.blocks.window(gen_length))
+
+
+def shadow_logits(model: DiffusionLM, state: DecodeState, cols: Tensor) -> Tensor:
+    """One counted forward: logits [B, W, V] at canvas columns `cols` [B, W]; the shadow rows' go to the state."""
+    B, S = state.x.shape
+    W = cols.shape[1]
+    targets = cols + state.prompt_width  # [B, W] sequence columns
+    x = torch.cat([state.x, torch.full((B, W), state.mask_id, dtype=torch.long, device=state.x.device)], dim=1)
+    positions = torch.cat([state.positions, state.positions.gather(1, targets)], dim=1)
+    keys = state.attention_mask if state.attention_mask is not None else torch.ones_like(state.x, dtype=torch.bool)
+    own = torch.arange(S, device=x.device)[None, None, :] == targets[:, :, None]  # [B, W, S]
+    real_rows = torch.cat([keys[:, None, :].expand(B, S, S), keys.new_zeros(B, S, W)], dim=2)  # [B, S, S + W]
+    shadow_rows = torch.cat([keys[:, None, :] & ~own, keys.new_ones(B, W, W)], dim=2)  # [B, W, S + W]
+    mask = torch.cat([real_rows, shadow_rows], dim=1)[:, None]  # [B, 1, S + W, S + W]
+    queries = torch.cat([targets, S + torch.arange(W, device=x.device).expand(B, W)], dim=1)
+    logits = model(x, positions=positions, attention_mask=mask, logits_for=queries)
+    state.nfe += 1
+    state.revision.shadow_logits = logits[:, W:]
+    return logits[:, :W]
+
+
+def revise(state: DecodeState, plan: DecodePlan, step: StepInput, decision: Decision, cols: Tensor,
+           real: Tensor, active: Tensor) -> None:
+    """After the step's commits are written: the rule's review of the tokens committed before this step."""
+    rule, revision = plan.revision, state.revision
+    rule.reset(revision, (state.block_step == 0) & active)
+    current = state.canvas.gather(1, cols)
+    stamps = state.commit_step.gather(1, cols)
+    revisable = (real & state.in_block(cols) & active[:, None] & (current != state.mask_id)
+                 & (stamps >= 0) & (stamps != state.step))  # committed by this loop, before this step
+    review = within_budget(rule.review(step, decision, current, revisable, revision), revision,
+                           rule.budget(state.gen_length))
+    remask, replace = review.remask & revisable, review.replace & revisable & ~review.remask
+    changed = remask | replace
+    hits = torch.zeros_like(state.canvas).scatter_add_(1, cols, changed.long()) > 0
+    written = torch.where(remask, state.mask_id, review.tokens)
+    canvas = torch.zeros_like(state.canvas).scatter_add_(1, cols, torch.where(changed, written, 0))
+    state.canvas.copy_(torch.where(hits, canvas, state.canvas))  # in place: `canvas` is a view of state.x
+    unmasked = torch.zeros_like(hits).scatter_(1, cols, remask)  # re-masked columns were never committed
+    state.commit_step.copy_(torch.where(hits, torch.where(unmasked, -1, state.step), state.commit_step))
+    revision.revisions += changed.sum(1)
+    stepped = (decision.commit & step.eligible).any(1) | changed.any(1)
+    revision.hold = revision.hold & stepped & active

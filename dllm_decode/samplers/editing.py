@@ -1,0 +1,93 @@
+"""LLaDA2.1's joint-threshold decoding with token editing (Bie et al. 2026, "LLaDA2.1: Speeding Up Text
+Diffusion via Token Editing", arXiv:2602.08676; the public rule: SGLang's `JointThreshold` dLLM algorithm,
+the one the LLaDA2.1 release serves with).
+
+Mask to token (`MaskToToken`, a commit rule): commit every masked block position with p(x0) > `threshold`
+(0.5), at least the most confident one. Token to token (`TokenEditing`, a revision): in the same step,
+every token committed earlier in the block whose current prediction x0 differs from it and has
+p(x0) > `edit_threshold` (0: any change of argmax) is replaced by x0. Once the block has no masks it stays
+open for post-edit steps, each one forward of edits only, until a step changes nothing or
+`max_post_edit_steps` (16) such steps have passed.
+Low `threshold` with editing is the release's speed mode; a conservative one its quality mode. Not
+carried over: SGLang's `penalty_lambda` repetition penalty (0 by default there).
+Guarantee: with `edit_threshold` >= 1 no edit happens and the decode equals the threshold rule with a
+strict comparison (post-edit steps then change nothing, so each block ends one forward later).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .base import (CommitRule, Decision, StepInput, at_least_argmax, check_unit_interval, forbid_eos, masked_confidence,
+                   sample_tokens)
+from .revision import REVISIONS, BudgetedRevision, Review, RevisionState
+
+
+def top_probability(logits: Tensor, tokens: Tensor) -> Tensor:
+    """p(tokens) [B, n] from a softmax in the logits' precision (fp32 here), as SGLang computes it."""
+    return torch.softmax(logits.float(), dim=-1).gather(-1, tokens[..., None]).squeeze(-1)
+
+
+@dataclass(frozen=True)
+class MaskToToken(CommitRule):
+    """M2T: threshold commits (strictly above), at least one per step."""
+
+    threshold: float = 0.5
+    name = "joint_threshold"
+    uses_steps = False
+
+    def __post_init__(self) -> None:
+        check_unit_interval("threshold", self.threshold, "LLaDA2.1's speed mode uses 0.5, quality mode higher")
+
+    def commit(self, step: StepInput) -> Decision:
+        logits = forbid_eos(step.logits, step.eos_ids) if step.tokens.logits_eos_inf else step.logits
+        x0 = sample_tokens(logits, step.tokens.temperature, step.generator)  # argmax at temperature 0, as SGLang
+        confidence = masked_confidence(top_probability(logits, x0), x0, step)
+        return Decision(at_least_argmax((confidence > self.threshold) & step.eligible, confidence, step.eligible), x0)
+
+
+@dataclass
+class EditingState(RevisionState):
+    post_steps: Tensor | None = None  # [B] long: forwards spent on the current block after its last mask
+
+
+@REVISIONS.register
+@dataclass(frozen=True)
+class TokenEditing(BudgetedRevision):
+    """T2T: replace committed tokens the model now predicts otherwise with p > `edit_threshold`."""
+
+    edit_threshold: float = 0.0
+    max_post_edit_steps: int = 16
+    name = "editing"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= float(self.edit_threshold) <= 1.0:
+            raise ValueError(f"`edit_threshold` must be in [0, 1], got {self.edit_threshold!r}; 0 edits on any "
+                             "change of argmax, 1 never edits")
+        steps = self.max_post_edit_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"`max_post_edit_steps` must be an int >= 0, got {steps!r}; SGLang's default is 16")
+
+    def extra_steps(self, gen_length: int, block_length: int) -> int:
+        return self.budget(gen_length) + (gen_length // block_length + 1) * (self.max_post_edit_steps + 1)
+
+    def new_state(self, batch: int, device: torch.device) -> EditingState:
+        base = super().new_state(batch, device)
+        return EditingState(base.revisions, base.hold, post_steps=torch.zeros_like(base.revisions))
+
+    def reset(self, revision: EditingState, rows: Tensor) -> None:
+        revision.post_steps.masked_fill_(rows, 0)  # in place: the state is per request
+
+    def review(self, step: StepInput, decision: Decision, current: Tensor, revisable: Tensor,
+               revision: EditingState) -> Review:
+        filling = step.eligible.any(1)  # the block still had masks when this step began
+        revision.post_steps.add_((~filling).long())  # in place: the state is per request
+        expired = ~filling & (revision.post_steps > self.max_post_edit_steps)
+        x0 = decision.tokens
+        edits = revisable & (top_probability(step.logits, x0) > self.edit_threshold) & (x0 != current)
+        edits &= ~expired[:, None]
+        revision.hold = ~expired  # the loop keeps only rows whose step changed something
+        return Review(torch.zeros_like(edits), edits, x0)

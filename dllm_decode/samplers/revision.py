@@ -1,0 +1,138 @@
+"""The revision axis: rules that take back committed tokens (re-mask them, or replace them) under a budget.
+
+Every commit rule commits monotonically: a written token stays. A revision rule reviews each step's
+decision and may return committed positions of the row's current block to the mask (WINO's narrow-out
+verification) or overwrite them with the model's new prediction (LLaDA2.1's token-to-token editing).
+
+Contract with the loop (`revocable.py`):
+- only positions the loop itself committed (`commit_step >= 0`) inside the row's current block are
+  revisable; prompt and given (infill) tokens never change;
+- a row's revisions are capped by `revision_budget` (None: gen_length per row); a review that would
+  overrun the budget is dropped whole for that row, which then commits monotonically;
+- the result counts a token once, in the final canvas; `loop_stats["revisions"]` counts the re-masks
+  and replacements, and `commit_step` holds the step at which each token last changed;
+- rows the rule `hold`s keep their block open though it has no masks (LLaDA2.1's post-edit steps).
+Caches: revisions touch only the current block, which the prefix and dual caches recompute at every step
+and write back when the block ends, so those serve them exactly as without revisions; caches that
+reuse K/V of committed rows inside the block (delayed, windowed) are refused in `check`.
+The default, `revision="none"` (`Monotone`), reviews nothing and the loop skips the hook entirely.
+Shapes: B batch, n window columns.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from ..components import Component, PlanView, Registry
+from .base import Decision, StepInput
+
+if TYPE_CHECKING:
+    from ..config import DecodeConfig
+
+SERVING_CACHES = ("none", "prefix", "dual")  # recompute the whole current block at every step
+
+
+@dataclass
+class RevisionState:
+    """Per-request state every revision rule keeps; rules subclass it for their own per-row fields."""
+
+    revisions: Tensor  # [B] long: committed tokens re-masked or replaced so far
+    hold: Tensor  # [B] bool: rows whose block stays open this step though it has no masks
+    shadow_logits: Tensor | None = None  # [B, n, V]: logits of the verification block (rules with `shadow`)
+
+
+@dataclass
+class Review:
+    """What a rule takes back at one step; both masks are subsets of the revisable window positions."""
+
+    remask: Tensor  # [B, n] bool: positions returned to the mask
+    replace: Tensor  # [B, n] bool: positions overwritten with `tokens`
+    tokens: Tensor  # [B, n] long
+
+
+class Revision(Component):
+    """Base class. `revises` False means the loop never calls the rule (the monotone default)."""
+
+    revises: ClassVar[bool] = True
+    shadow: ClassVar[bool] = False  # the step's forward also predicts each block position with itself hidden
+
+    def budget(self, gen_length: int) -> int:
+        """Revisions a row may make in one request."""
+        return 0
+
+    def extra_steps(self, gen_length: int, block_length: int) -> int:
+        """Steps a row may spend beyond a monotone decode: one per revision plus any held steps."""
+        return self.budget(gen_length)
+
+    def new_state(self, batch: int, device: torch.device) -> RevisionState:
+        zeros = torch.zeros(batch, dtype=torch.long, device=device)
+        return RevisionState(zeros, zeros.bool())
+
+    def reset(self, revision: RevisionState, rows: Tensor) -> None:
+        """Rows [B] bool start a new block."""
+
+    def review(self, step: StepInput, decision: Decision, current: Tensor, revisable: Tensor,
+               revision: RevisionState) -> Review:  # pragma: no cover - interface
+        """`current` [B, n]: the window's tokens before this step; `revisable` [B, n]: what may be revised."""
+        raise NotImplementedError
+
+    def stats(self, revision: RevisionState | None) -> dict[str, Any]:
+        if revision is None:
+            return {}
+        return {"revisions": int(revision.revisions.sum())}
+
+    def check(self, plan: PlanView, config: "DecodeConfig", given: frozenset[str]) -> None:
+        cache = getattr(plan.cache, "name", "")
+        if cache not in SERVING_CACHES:
+            raise ValueError(f"`cache` must be one of {list(SERVING_CACHES)} with `revision={self.name!r}` (a revised "
+                             f"block row must be recomputed at every step), got {cache!r}; use cache=\"prefix\" "
+                             "or \"dual\"")
+        loop = getattr(plan.loop, "name", "denoise")
+        if loop != "denoise":
+            raise ValueError(f"`loop` must be 'denoise' with `revision={self.name!r}` (only the plain loop has the "
+                             f"revision hook), got {loop!r}; remove `loop` or use revision=\"none\"")
+        if getattr(plan.blocks, "variable", False):
+            raise ValueError(f"`blocks` must be 'fixed' with `revision={self.name!r}` (a revision reviews the whole "
+                             "current block, which adaptive blocks resize), got 'adaptive'; use blocks=\"fixed\"")
+
+
+@dataclass(frozen=True)
+class Monotone(Revision):
+    """No revision: every committed token stays (every rule's behaviour before this axis)."""
+
+    name = "none"
+    revises = False
+
+    def check(self, plan: PlanView, config: "DecodeConfig", given: frozenset[str]) -> None:
+        """Nothing to refuse: the loop never calls a monotone rule."""
+
+
+@dataclass(frozen=True)
+class BudgetedRevision(Revision):
+    """A revising rule: `revision_budget` caps its revisions per row (None: gen_length)."""
+
+    revision_budget: int | None = None
+
+    def __post_init__(self) -> None:
+        budget = self.revision_budget
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 0):
+            raise ValueError(f"`revision_budget` must be an int >= 0 (revisions per row) or None (gen_length), got "
+                             f"{budget!r}; e.g. revision_budget=64")
+
+    def budget(self, gen_length: int) -> int:
+        return gen_length if self.revision_budget is None else self.revision_budget
+
+
+def within_budget(review: Review, revision: RevisionState, budget: int) -> Review:
+    """Drop the whole review of rows whose revisions would exceed `budget` (they commit monotonically)."""
+    asked = (review.remask | review.replace).sum(1)
+    keep = (revision.revisions + asked <= budget)[:, None]
+    return Review(review.remask & keep, review.replace & keep, review.tokens)
+
+
+# `none` registers here; `wino` in wino.py, `editing` in editing.py (imported by samplers/registry.py)
+REVISIONS: Registry[type[Revision]] = Registry("revision", Revision)
+REVISIONS.register(Monotone)
