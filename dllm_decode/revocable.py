@@ -29,7 +29,7 @@ def begin(model: DiffusionLM, state: DecodeState, plan: DecodePlan) -> None:
 
 
 def step_limit(plan: DecodePlan, gen_length: int, limit: int) -> int:
-    """The loop's step bound plus the steps the rule's revisions may cost."""
+    """The loop's step bound plus the held steps the rule may add (re-masks cost none: see samplers/revision.py)."""
     return limit + plan.revision.extra_steps(gen_length, plan.blocks.window(gen_length))
 
 
@@ -62,7 +62,7 @@ def revise(state: DecodeState, plan: DecodePlan, step: StepInput, decision: Deci
     revisable = (real & state.in_block(cols) & active[:, None] & (current != state.mask_id)
                  & (stamps >= 0) & (stamps != state.step))  # committed by this loop, before this step
     review = within_budget(rule.review(step, decision, current, revisable, revision), revision,
-                           rule.budget(state.gen_length))
+                           rule.budget())
     remask, replace = review.remask & revisable, review.replace & revisable & ~review.remask
     changed = remask | replace
     hits = torch.zeros_like(state.canvas).scatter_add_(1, cols, changed.long()) > 0

@@ -72,7 +72,7 @@ class TokenEditing(BudgetedRevision):
             raise ValueError(f"`max_post_edit_steps` must be an int >= 0, got {steps!r}; SGLang's default is 16")
 
     def extra_steps(self, gen_length: int, block_length: int) -> int:
-        return self.budget(gen_length) + (gen_length // block_length + 1) * (self.max_post_edit_steps + 1)
+        return (gen_length // block_length + 1) * (self.max_post_edit_steps + 1)
 
     def new_state(self, batch: int, device: torch.device) -> EditingState:
         base = super().new_state(batch, device)

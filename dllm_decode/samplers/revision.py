@@ -7,8 +7,11 @@ verification) or overwrite them with the model's new prediction (LLaDA2.1's toke
 Contract with the loop (`revocable.py`):
 - only positions the loop itself committed (`commit_step >= 0`) inside the row's current block are
   revisable; prompt and given (infill) tokens never change;
-- a row's revisions are capped by `revision_budget` (None: gen_length per row); a review that would
-  overrun the budget is dropped whole for that row, which then commits monotonically;
+- each rule declares the bound its own rule puts on revisions (WINO: fewer re-masks per step than the
+  previous step committed, so a block of m masks still ends within m steps; editing: at most
+  `max_post_edit_steps` edit-only steps per block, see `extra_steps`); `revision_budget` caps a row's
+  revisions further: a review that would overrun it is dropped whole for that row, which then commits
+  monotonically;
 - the result counts a token once, in the final canvas; `loop_stats["revisions"]` counts the re-masks
   and replacements, and `commit_step` holds the step at which each token last changed;
 - rows the rule `hold`s keep their block open though it has no masks (LLaDA2.1's post-edit steps).
@@ -59,13 +62,13 @@ class Revision(Component):
     revises: ClassVar[bool] = True
     shadow: ClassVar[bool] = False  # the step's forward also predicts each block position with itself hidden
 
-    def budget(self, gen_length: int) -> int:
-        """Revisions a row may make in one request."""
+    def budget(self) -> int | None:
+        """Revisions a row may make in one request beyond the rule's own bound (None: no further cap)."""
         return 0
 
     def extra_steps(self, gen_length: int, block_length: int) -> int:
-        """Steps a row may spend beyond a monotone decode: one per revision plus any held steps."""
-        return self.budget(gen_length)
+        """Steps a row may spend beyond a monotone decode of the same canvas (held post-edit steps)."""
+        return 0
 
     def new_state(self, batch: int, device: torch.device) -> RevisionState:
         zeros = torch.zeros(batch, dtype=torch.long, device=device)
@@ -112,22 +115,24 @@ class Monotone(Revision):
 
 @dataclass(frozen=True)
 class BudgetedRevision(Revision):
-    """A revising rule: `revision_budget` caps its revisions per row (None: gen_length)."""
+    """A revising rule: `revision_budget` caps its revisions per row (None: only the rule's own bound)."""
 
     revision_budget: int | None = None
 
     def __post_init__(self) -> None:
         budget = self.revision_budget
         if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 0):
-            raise ValueError(f"`revision_budget` must be an int >= 0 (revisions per row) or None (gen_length), got "
+            raise ValueError(f"`revision_budget` must be an int >= 0 (revisions per row) or None (no cap), got "
                              f"{budget!r}; e.g. revision_budget=64")
 
-    def budget(self, gen_length: int) -> int:
-        return gen_length if self.revision_budget is None else self.revision_budget
+    def budget(self) -> int | None:
+        return self.revision_budget
 
 
-def within_budget(review: Review, revision: RevisionState, budget: int) -> Review:
+def within_budget(review: Review, revision: RevisionState, budget: int | None) -> Review:
     """Drop the whole review of rows whose revisions would exceed `budget` (they commit monotonically)."""
+    if budget is None:
+        return review
     asked = (review.remask | review.replace).sum(1)
     keep = (revision.revisions + asked <= budget)[:, None]
     return Review(review.remask & keep, review.replace & keep, review.tokens)
