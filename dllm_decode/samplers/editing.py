@@ -3,12 +3,15 @@ Diffusion via Token Editing", arXiv:2602.08676; the public rule: SGLang's `Joint
 the one the LLaDA2.1 release serves with).
 
 Mask to token (`MaskToToken`, a commit rule): commit every masked block position with p(x0) > `threshold`
-(0.5), at least the most confident one. Token to token (`TokenEditing`, a revision): in the same step,
+(0.7), at least the most confident one. Token to token (`TokenEditing`, a revision): in the same step,
 every token committed earlier in the block whose current prediction x0 differs from it and has
-p(x0) > `edit_threshold` (0: any change of argmax) is replaced by x0. Once the block has no masks it stays
+p(x0) > `edit_threshold` (0.5; 0 edits on any change of argmax) is replaced by x0. Once the block has no masks it stays
 open for post-edit steps, each one forward of edits only, until a step changes nothing or
 `max_post_edit_steps` (16) such steps have passed.
-Low `threshold` with editing is the release's speed mode; a conservative one its quality mode. Not
+Defaults are the release's usage example (threshold 0.7, editing_threshold 0.5, max_post_steps 16, in
+diffusers' LLaDA2 pipeline); SGLang's own defaults are 0.5 / 0 / 16. Low `threshold` with editing is the
+release's speed mode, a conservative one its quality mode. Editing needs a model trained to predict at
+unmasked positions (LLaDA2.1 is); on an exact denoiser a committed token predicts itself and never edits. Not
 carried over: SGLang's `penalty_lambda` repetition penalty (0 by default there).
 Guarantee: with `edit_threshold` >= 1 no edit happens and the decode equals the threshold rule with a
 strict comparison (post-edit steps then change nothing, so each block ends one forward later).
@@ -34,12 +37,12 @@ def top_probability(logits: Tensor, tokens: Tensor) -> Tensor:
 class MaskToToken(CommitRule):
     """M2T: threshold commits (strictly above), at least one per step."""
 
-    threshold: float = 0.5
+    threshold: float = 0.7
     name = "joint_threshold"
     uses_steps = False
 
     def __post_init__(self) -> None:
-        check_unit_interval("threshold", self.threshold, "LLaDA2.1's speed mode uses 0.5, quality mode higher")
+        check_unit_interval("threshold", self.threshold, "the LLaDA2.1 release uses 0.7, lower for its speed mode")
 
     def commit(self, step: StepInput) -> Decision:
         logits = forbid_eos(step.logits, step.eos_ids) if step.tokens.logits_eos_inf else step.logits
@@ -58,7 +61,7 @@ class EditingState(RevisionState):
 class TokenEditing(BudgetedRevision):
     """T2T: replace committed tokens the model now predicts otherwise with p > `edit_threshold`."""
 
-    edit_threshold: float = 0.0
+    edit_threshold: float = 0.5
     max_post_edit_steps: int = 16
     name = "editing"
 
@@ -69,7 +72,7 @@ class TokenEditing(BudgetedRevision):
                              "change of argmax, 1 never edits")
         steps = self.max_post_edit_steps
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-            raise ValueError(f"`max_post_edit_steps` must be an int >= 0, got {steps!r}; SGLang's default is 16")
+            raise ValueError(f"`max_post_edit_steps` must be an int >= 0, got {steps!r}; the release uses 16")
 
     def extra_steps(self, gen_length: int, block_length: int) -> int:
         return (gen_length // block_length + 1) * (self.max_post_edit_steps + 1)

@@ -100,5 +100,5 @@ register("wino", WinoDraft, defaults={"revision": "wino"},
          summary="WINO: draft every p > threshold (0.6), re-mask drafts whose hidden-self p falls below 0.9",
          paper="Hong et al. 2025, Wide-In, Narrow-Out: Revokable Decoding for Efficient and Effective DLLMs")
 register("llada21", MaskToToken, defaults={"revision": "editing"}, aliases=("joint_threshold",),
-         summary="LLaDA2.1: unmask p > threshold (0.5), edit committed tokens to a changed argmax, post-edit steps",
+         summary="LLaDA2.1: unmask p > threshold (0.7), replace tokens whose new argmax has p > 0.5, post-edit steps",
          paper="Bie et al. 2026, LLaDA2.1: Speeding Up Text Diffusion via Token Editing (SGLang JointThreshold)")

@@ -12,7 +12,8 @@ committed (k), only the k - 1 least confident return (the budget that makes ever
 The constants 0.7, 5, 20 and the first step's k = 30 are the authors' fixed values.
 Differences from the authors' loop, both outside their setting: given (infill) tokens are never
 re-masked (theirs would verify them), and batches are vectorised per row (theirs decode one prompt).
-Typical ranges: threshold 0.5-0.7, threshold_back 0.8-0.95; LLaDA-style (unshifted) models without a KV cache.
+Typical ranges: threshold 0.5-0.7, threshold_back 0.8-0.95. Needs a full-attention, unshifted (LLaDA-style)
+model and no KV cache: the shadow forward is one dense forward with a 4-D attention mask.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from ..components import PlanView
+from ..components import ModelFacts, PlanView
 from .base import (CommitRule, Decision, StepInput, at_least_argmax, check_unit_interval, forbid_eos,
                    masked_confidence, sample_tokens, top_k_mask)
 from .revision import REVISIONS, BudgetedRevision, Review, RevisionState
@@ -95,6 +96,13 @@ class Wino(BudgetedRevision):
         if plan.cfg_scale > 0:
             raise ValueError(f"`cfg_scale` must be 0 with revision='wino' (the shadow forward has no unconditional "
                              f"copy), got {plan.cfg_scale}; remove `cfg_scale`")
+
+    def fit(self, model: ModelFacts, given: frozenset[str]) -> dict:
+        if model.block_size is not None:
+            raise ValueError(f"`revision='wino'` needs a full-attention model (its shadow forward replaces the "
+                             f"attention pattern), but {model.name} is a block-diffusion model (block size "
+                             f"{model.block_size}); use Sampler(\"llada21\") or revision=\"none\"")
+        return {}
 
     def new_state(self, batch: int, device: torch.device) -> WinoState:
         base = super().new_state(batch, device)
