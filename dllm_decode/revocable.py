@@ -35,6 +35,8 @@ def step_limit(plan: DecodePlan, gen_length: int, limit: int) -> int:
 
 def shadow_logits(model: DiffusionLM, state: DecodeState, cols: Tensor) -> Tensor:
     """One counted forward: logits [B, W, V] at canvas columns `cols` [B, W]; the shadow rows' go to the state."""
+    if getattr(model.module, "exact_posterior", False):
+        return masked_copies(model, state, cols)
     B, S = state.x.shape
     W = cols.shape[1]
     targets = cols + state.prompt_width  # [B, W] sequence columns
@@ -74,3 +76,22 @@ def revise(state: DecodeState, plan: DecodePlan, step: StepInput, decision: Deci
     revision.revisions += changed.sum(1)
     stepped = (decision.commit & step.eligible).any(1) | changed.any(1)
     revision.hold = revision.hold & stepped & active
+
+
+def masked_copies(model: DiffusionLM, state: DecodeState, cols: Tensor) -> Tensor:
+    """The shadow forward of an exact posterior (the oracle), which takes no 4-D mask: there the shadow row of
+    column j is the canvas with column j masked (the shadow copy's extra masks carry no information), so the
+    batch grows to B (W + 1) rows, counted as the one forward it stands for. Logits [B, W, V] as `shadow_logits`."""
+    B, S = state.x.shape
+    W = cols.shape[1]
+    targets = cols + state.prompt_width  # [B, W] sequence columns
+    hidden = torch.arange(S, device=cols.device)[None, None, :] == targets[:, :, None]  # [B, W, S]: copy j hides j
+    copies = state.x[:, None, :].masked_fill(hidden, state.mask_id)  # [B, W, S]
+    x = torch.cat([state.x[:, None, :], copies], dim=1).flatten(0, 1)  # [B (W + 1), S]: row b, then its copies
+    expand = lambda t: t[:, None].expand(B, W + 1, *t.shape[1:]).flatten(0, 1)  # noqa: E731 - per-row repeat
+    keys = None if state.attention_mask is None else expand(state.attention_mask)
+    logits = model(x, positions=expand(state.positions), attention_mask=keys, logits_for=expand(targets))
+    logits = logits.unflatten(0, (B, W + 1))  # [B, W + 1, W, V]
+    state.nfe += 1
+    state.revision.shadow_logits = logits[:, 1:].diagonal(dim1=1, dim2=2).movedim(-1, 1)  # copy j at column j
+    return logits[:, 0]

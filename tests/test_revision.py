@@ -245,3 +245,31 @@ def test_errors(options, message):
 def test_wino_refuses_a_shifted_model(models, prompts):
     with pytest.raises(ValueError, match="needs an unshifted"):
         Sampler("wino", gen_length=G, block_length=BLOCK).generate(models["dream"], prompts[0])
+
+
+def test_the_oracle_hides_a_position_by_masking_it():
+    """The oracle takes no 4-D mask; its shadow row of column j must be its prediction with column j masked."""
+    from dllm_decode.evals.tasks import make_samples
+    from dllm_decode.prompts import encode_prompts
+    from dllm_decode.revocable import masked_copies
+    from dllm_decode.samplers.wino import Wino
+    from dllm_decode.state import new_state
+
+    oracle = load_model("oracle")
+    sample = make_samples("reverse", per_length=1, lengths=(3,))[0]
+    decoded = Sampler("threshold", gen_length=16).generate(oracle, sample.prompt).canvas
+    prompts = encode_prompts(oracle, sample.prompt, None)
+    state = new_state(prompts, 16, 16, oracle.pad_id, oracle.mask_id, False)
+    state.canvas[:, :5] = decoded[:, :5]
+    state.canvas[:, 2] = decoded[0, 0]  # an inconsistent token: its hidden-self prediction disagrees with it
+    state.revision = Wino().new_state(1, state.x.device)
+    cols = torch.arange(8)[None]
+    logits = masked_copies(oracle, state, cols)
+    P = state.prompt_width
+    torch.testing.assert_close(logits, oracle(state.x, positions=state.positions, logits_for=cols + P), atol=0, rtol=0)
+    for j in range(8):
+        hidden = state.x.clone()
+        hidden[0, P + j] = oracle.mask_id
+        expected = oracle(hidden, positions=state.positions, logits_for=torch.tensor([[P + j]]))[0, 0]
+        torch.testing.assert_close(state.revision.shadow_logits[0, j], expected, atol=0, rtol=0)
+    assert state.revision.shadow_logits[0, 2].argmax() != decoded[0, 0]
