@@ -207,11 +207,11 @@ def test_editing_under_block_caches_equals_no_cache_on_a_block_causal_model(cach
     back when it ends; on a block-causal model (exact caches) the decode is token-identical."""
     model = with_block_size(load_model(PUBLISHED / "llada2"), 4)
     prompts = [torch.tensor([5, 9, 17, 33, 2, 8, 11, 4]), torch.tensor([7, 3, 21, 6])]
-    options = dict(gen_length=16, block_length=4, threshold=0.3, max_post_edit_steps=4)
+    options = dict(gen_length=16, block_length=4, threshold=0.3, edit_threshold=0.0, max_post_edit_steps=4)
     plain = Sampler("llada21", **options).generate(model, prompts)
     cached = Sampler("llada21", cache=cache, **options).generate(model, prompts)
     assert torch.equal(plain.canvas, cached.canvas) and plain.nfe == cached.nfe
-    assert plain.loop_stats["revisions"] == cached.loop_stats["revisions"]
+    assert plain.loop_stats["revisions"] == cached.loop_stats["revisions"] > 0
 
 
 def test_the_default_reports_no_revisions(models, prompts):
