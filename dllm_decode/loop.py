@@ -18,6 +18,7 @@ from torch import Tensor
 
 from .driver import (Driver, LoopStep, Rows, StepEvent, StepLoop, advance_blocks, count_forward, finish_step,
                      prepare, record_step)
+from . import revocable
 from .models.adapter import DiffusionLM
 from .plan import LOOPS, DecodePlan
 from .samplers.base import Decision, StepInput
@@ -116,7 +117,12 @@ class DenoiseStep(LoopStep):
 
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
-        self.compact = reads_masked_only(driver.plan)
+        revision = driver.plan.revision
+        self.revising, self.shadow = revision.revises, revision.revises and revision.shadow
+        if self.revising:  # the revision hook (revocable.py); the monotone default skips it entirely
+            revocable.begin(driver.state, driver.plan)
+        # a revision reads committed block columns too, so the head keeps the whole window
+        self.compact = reads_masked_only(driver.plan) and not self.revising
         self.cols = self.real = self.masked = None  # this step's window, set in `counts`
 
     def counts(self, active: Tensor) -> list[Tensor]:
@@ -132,9 +138,14 @@ class DenoiseStep(LoopStep):
         cols, real = self.cols, self.real
         if self.compact and counts[0] < cols.shape[1]:
             cols, real = masked_first(cols, real, self.masked, max(counts[0], 1))
-        logits = step_logits(d.model, d.state, d.plan, rows.index, cols, rows.mask)
-        _, decision = decide(d.state, d.plan, logits, cols, real, rows.mask, d.eos_ids, d.generator)
+        if self.shadow:  # WINO: the same counted forward also predicts each window column with itself hidden
+            logits = revocable.shadow_logits(d.model, d.state, cols, rows.mask)
+        else:
+            logits = step_logits(d.model, d.state, d.plan, rows.index, cols, rows.mask)
+        step, decision = decide(d.state, d.plan, logits, cols, real, rows.mask, d.eos_ids, d.generator)
         commit(d.state, decision, cols, real)
+        if self.revising:  # re-mask / replace tokens committed before this step, under the budget
+            revocable.revise(d.state, d.plan, step, decision, cols, real, rows.mask)
 
 
 @LOOPS.register
