@@ -6,7 +6,9 @@ early-commit hooks; the commit. The `Driver` (driver.py) runs the steps and owns
 the step limit, fills, block moves, trace). Host reads per denoise step: the driver's one sync (the done
 count, with the widest row's mask count when the head reads masked columns only); a `nonzero` once some
 row has finished (the rows fed); a KV cache's one read of its forward's shape (`cache/rows.py`).
-The speculative loops (`speculative/`) contribute their own steps from the same pieces.
+The speculative loops (`speculative/`) contribute their own steps from the same pieces. Only this step calls
+the revision hook (`revocable.py`: WINO's shadow forward, the review after the commit); the other loops
+refuse a revising rule through `compat` (`samplers.revision.WITHOUT_REVISION_HOOK`).
 """
 from __future__ import annotations
 
@@ -16,9 +18,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from . import revocable
 from .driver import (Driver, LoopStep, Rows, StepEvent, StepLoop, advance_blocks, count_forward, finish_step,
                      prepare, record_step)
-from . import revocable
 from .models.adapter import DiffusionLM
 from .plan import LOOPS, DecodePlan
 from .samplers.base import Decision, StepInput

@@ -22,7 +22,7 @@ REFUSED = {
     **{(n, "tiny-sdar"): "block-diffusion model (block size 4)" for n in ("adablock", "prophet", "sched")},
     **{("deer", m): "needs an autoregressive target" for m in DIFFUSION},
     **{("wino", m): "needs a model with unshifted logits" for m in ("tiny-dream", "tiny-ar")},
-    ("wino", "tiny-sdar"): "is a block-diffusion model (block size 4)",
+    ("wino", "tiny-sdar"): "cannot decode a block-diffusion model",
 }
 # (sampler, model) pairs that run but whose answers are not held to the task: LLaDA2.1's token editing trusts
 # the model's prediction at visible positions, which the zoo models were never trained on (masked positions only)
