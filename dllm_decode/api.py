@@ -145,7 +145,7 @@ class Sampler:
         early = tuple(p for p in (parts.get("early_commit"), fill) if p)
         tokens = TokenOptions(cfg.temperature, cfg.logits_eos_inf, cfg.confidence_eos_eot_inf)
         return DecodePlan(rule, blocks, early, tokens, steps_per_block, cfg.cfg_scale, parts["cache"],
-                          parts["attention"], parts["loop"])
+                          parts["attention"], parts["loop"], parts["revision"])
 
     @property
     def config(self) -> dict[str, Any]:
@@ -195,7 +195,7 @@ class Sampler:
         plan.loop.run(model, state, plan, generator)
         _synchronize(model.device)
         return build_result(model, state, time.perf_counter() - start, fitted.config, plan.cache.nbytes(state),
-                            {**plan.loop.stats(state), **model.stats()})
+                            {**plan.loop.stats(state), **plan.revision.stats(state.revision_state), **model.stats()})
 
 
 def _check_canvas(canvas: Any, batch: int, gen_length: int, model: DiffusionLM) -> torch.Tensor:

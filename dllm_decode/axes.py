@@ -19,10 +19,11 @@ from .samplers.base import CommitRule
 from .samplers.blocks import BLOCKS
 from .samplers.early import EARLY_COMMITS
 from .samplers.registry import PRESETS, Preset, resolve
+from .samplers.revision import REVISIONS
 
 # in the order the plan's parts are built (and so validated)
 AXES: dict[str, Registry] = {"blocks": BLOCKS, "cache": CACHES, "attention": ATTENTION, "loop": LOOPS,
-                             "early_commit": EARLY_COMMITS}
+                             "early_commit": EARLY_COMMITS, "revision": REVISIONS}
 
 
 def _unpack(axis: str, part: Component, options: dict[str, Any], into: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ CAPABILITIES: dict[str, str] = {
     "edits_canvas": "edits the canvas beside the commit rule",
     "settled_eos_fill": "only fills the rest of a row with EOS after its first settled EOS",
     # caches
+    "block_recompute": "recomputes every row of the current block at every step",
     "full_sequence": "recomputes every query row against every key at every step",
     "block_candidates": "lets a batch of candidate canvases share the block-start K/V: no cache, or the dual "
                         "cache refreshed only at block starts",
@@ -31,15 +32,18 @@ CAPABILITIES: dict[str, str] = {
     # loops
     "own_forwards": "spends its forwards its own way (drafts, verifications or candidate batches) rather than "
                     "one forward of the active rows per step",
+    # revision rules
+    "takes_back_tokens": "takes back tokens it has committed (re-masks or replaces them)",
     # models (see `model_capabilities`)
     "block_diffusion": "a block-diffusion model (one with a `block_size`, e.g. tiny-sdar)",
     "unshifted_logits": "a model with unshifted logits (position i predicts token i)",
     "autoregressive": "an autoregressive target (a causal-LM checkpoint from `load_model`, e.g. tiny-ar, or a "
                       "transformers causal LM)",
     "kv_cache": "a model whose layers read a KV cache",
+    "mask_forward": "a model whose forward takes a 4-D attention mask (one of our architectures, from `load_model`)",
 }
 SUBJECTS = {"rule": "a rule", "blocks": "a block schedule", "early_commit": "an early commit", "cache": "a cache",
-            "attention": "an attention backend", "loop": "a loop"}  # how a plan axis is named in a message
+            "attention": "an attention backend", "loop": "a loop", "revision": "a revision rule"}  # how a plan axis is named in a message
 
 
 def label(part: Component) -> str:
@@ -70,6 +74,7 @@ def plan_parts(plan: PlanView) -> Iterable[tuple[str, Component]]:
     yield "attention", plan.attention
     if plan.loop is not None:
         yield "loop", plan.loop
+    yield "revision", plan.revision
 
 
 def check_plan(plan: PlanView) -> None:
@@ -87,7 +92,7 @@ def check_plan(plan: PlanView) -> None:
 def model_capabilities(model: ModelFacts) -> frozenset[str]:
     """What a model offers, read from its facts."""
     facts = {"block_diffusion": model.block_size is not None, "unshifted_logits": model.shift == 0,
-             "autoregressive": model.autoregressive, "kv_cache": model.supports_cache}
+             "autoregressive": model.autoregressive, "kv_cache": model.supports_cache, "mask_forward": model.native}
     return frozenset(name for name, held in facts.items() if held)
 
 

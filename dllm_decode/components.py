@@ -1,4 +1,4 @@
-"""What every axis component (rule, block schedule, early commit, cache, attention, loop) shares.
+"""What every axis component (rule, block schedule, early commit, cache, attention, loop, revision) shares.
 
 A component is a frozen dataclass of its options. `Sampler` routes each user option to the one
 component that declares it, injects the shared `DecodeConfig` fields a component names in
@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 class Need:
     """A capability a component requires of the other parts of the plan, or of the model.
 
-    `axis` names where it is read: a plan axis ("rule", "blocks", "early_commit", "cache", "attention", "loop";
-    every part on it must declare `capability`) or "model" (a fact of the model, see `compat.model_capabilities`).
+    `axis` names where it is read: a plan axis ("rule", "blocks", "early_commit", "cache", "attention", "loop",
+    "revision"; every part on it must declare `capability`) or "model" (a fact of the model, see
+    `compat.model_capabilities`).
     `present=False` turns it into a refusal: no part there may declare it. `reason` and `fix` go in the message.
     """
 
@@ -85,6 +86,7 @@ class PlanView(Protocol):
     cache: Component
     attention: Component
     loop: Component | None
+    revision: Component
     steps_per_block: int | None
     cfg_scale: float
 
@@ -102,6 +104,7 @@ class ModelFacts(Protocol):
     shift: int  # 1: position i's logits predict token i + 1 (Dream-style), else 0
     autoregressive: bool  # a causal LM (a verification target), not a denoiser
     supports_cache: bool  # its layers read and write a KV cache
+    native: bool  # one of our architectures: its forward takes positions, a 4-D attention mask, a cache
 
 
 def set_fields(part: object) -> dict[str, Any]:

@@ -38,6 +38,7 @@ class DecodeConfig:
     cache: str = "none"  # KV cache strategy (see cache.CACHES)
     attention: str = "dense"  # attention backend (see kernels.ATTENTION)
     loop: str = "denoise"  # how forwards are spent (see plan.LOOPS)
+    revision: str = "none"  # takes committed tokens back: none, wino or editing (see samplers.revision.REVISIONS)
     seed: int | None = None
     chat_template: bool | None = None  # None: apply the tokenizer's chat template when it has one
     trace: bool = False

@@ -73,37 +73,45 @@ def prepare(model: "DiffusionLM", state: DecodeState, plan: DecodePlan) -> None:
         hook.new_request(model, state)  # e.g. Prophet writes its forced anchor text into the canvas
 
 
-def advance_blocks(state: DecodeState, plan: DecodePlan, active: Tensor, taken: Tensor | None = None) -> None:
+def advance_blocks(state: DecodeState, plan: DecodePlan, active: Tensor, taken: Tensor | None = None,
+                   hold: Tensor | None = None) -> None:
     """Rows whose block has no masks left move to the block holding their first remaining mask; the others
-    count `taken` [B] more steps of their block (default: one per active row; SSD passes its chain depth)."""
+    count `taken` [B] more steps of their block (default: one per active row; SSD passes its chain depth).
+    `hold` [B] bool: rows a revision rule keeps in their block (and decoding) though it has no masks."""
     G = state.gen_length
     is_mask = state.is_mask
     finished = active & ~(is_mask & state.block_mask).any(1)
     any_mask = is_mask.any(1)
+    decoded = ~any_mask
+    if hold is not None:  # a held row neither leaves its block nor finishes (LLaDA2.1's post-edit steps)
+        finished, decoded = finished & ~hold, decoded & ~hold
     first_mask = torch.where(any_mask, is_mask.float().argmax(1), torch.full_like(state.block_start, G))
     state.block_start = torch.where(finished, plan.blocks.next_start(first_mask).clamp(max=G), state.block_start)
     taken = active.long() if taken is None else taken * active.long()
     state.block_step = torch.where(finished, torch.zeros_like(state.block_step), state.block_step + taken)
-    state.done = state.done | ~any_mask
+    state.done = state.done | decoded
 
 
 def finish_step(state: DecodeState, plan: DecodePlan, active: Tensor, eos_ids: Tensor,
-                taken: Tensor | None = None, moves_blocks: bool = True) -> None:
-    """After a step's commit: early-commit fills, the trace / `on_step` event, block moves, the step count."""
+                taken: Tensor | None = None, moves_blocks: bool = True, hold: Tensor | None = None) -> None:
+    """After a step's commit: early-commit fills, the trace / `on_step` event, block moves (`hold` [B]: rows a
+    revision keeps in their block), the step count."""
     for hook in plan.early:
         filled = hook.after_commit(state, eos_ids)
         if filled is not None:
             state.commit_step.masked_fill_(filled, state.step)
     record_step(state)
     if moves_blocks:
-        advance_blocks(state, plan, active, taken)
+        advance_blocks(state, plan, active, taken, hold)
     state.step += 1
 
 
 def step_limit(plan: DecodePlan, gen_length: int) -> int:
     """Steps after which a request is declared stuck: twice the most any rule needs (one token per step, or the
-    plan's steps per block for each of up to gen_length blocks), plus slack."""
-    return 2 * gen_length * max(plan.steps_per_block or 1, 1) + 8
+    plan's steps per block for each of up to gen_length blocks), plus slack, plus the held steps a revision rule
+    may add (re-masks cost none: see samplers/revision.py)."""
+    held = plan.revision.extra_steps(gen_length, plan.blocks.window(gen_length))
+    return 2 * gen_length * max(plan.steps_per_block or 1, 1) + 8 + held
 
 
 @dataclass
@@ -181,7 +189,9 @@ class Driver:
                                f"reaches with nothing forcing one per step); use a preset rule, which commits at "
                                f"least one token per row and step")
         taken = self.work.advance(Rows(active, n_active), counts)
-        finish_step(state, self.plan, active, self.eos_ids, taken, self.work.moves_blocks)
+        revision = state.revision_state  # set by a loop with the revision hook (loop.DenoiseStep) when revising
+        finish_step(state, self.plan, active, self.eos_ids, taken, self.work.moves_blocks,
+                    None if revision is None else revision.hold)
         return True
 
     def run(self) -> None:

@@ -6,7 +6,9 @@ early-commit hooks; the commit. The `Driver` (driver.py) runs the steps and owns
 the step limit, fills, block moves, trace). Host reads per denoise step: the driver's one sync (the done
 count, with the widest row's mask count when the head reads masked columns only); a `nonzero` once some
 row has finished (the rows fed); a KV cache's one read of its forward's shape (`cache/rows.py`).
-The speculative loops (`speculative/`) contribute their own steps from the same pieces.
+The speculative loops (`speculative/`) contribute their own steps from the same pieces. Only this step calls
+the revision hook (`revocable.py`: WINO's shadow forward, the review after the commit); the other loops
+refuse a revising rule through `compat` (`samplers.revision.WITHOUT_REVISION_HOOK`).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from . import revocable
 from .driver import (Driver, LoopStep, Rows, StepEvent, StepLoop, advance_blocks, count_forward, finish_step,
                      prepare, record_step)
 from .models.adapter import DiffusionLM
@@ -116,7 +119,12 @@ class DenoiseStep(LoopStep):
 
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
-        self.compact = reads_masked_only(driver.plan)
+        revision = driver.plan.revision
+        self.revising, self.shadow = revision.revises, revision.revises and revision.shadow
+        if self.revising:  # the revision hook (revocable.py); the monotone default skips it entirely
+            revocable.begin(driver.state, driver.plan)
+        # a revision reads committed block columns too, so the head keeps the whole window
+        self.compact = reads_masked_only(driver.plan) and not self.revising
         self.cols = self.real = self.masked = None  # this step's window, set in `counts`
 
     def counts(self, active: Tensor) -> list[Tensor]:
@@ -132,9 +140,14 @@ class DenoiseStep(LoopStep):
         cols, real = self.cols, self.real
         if self.compact and counts[0] < cols.shape[1]:
             cols, real = masked_first(cols, real, self.masked, max(counts[0], 1))
-        logits = step_logits(d.model, d.state, d.plan, rows.index, cols, rows.mask)
-        _, decision = decide(d.state, d.plan, logits, cols, real, rows.mask, d.eos_ids, d.generator)
+        if self.shadow:  # WINO: the same counted forward also predicts each window column with itself hidden
+            logits = revocable.shadow_logits(d.model, d.state, cols, rows.mask)
+        else:
+            logits = step_logits(d.model, d.state, d.plan, rows.index, cols, rows.mask)
+        step, decision = decide(d.state, d.plan, logits, cols, real, rows.mask, d.eos_ids, d.generator)
         commit(d.state, decision, cols, real)
+        if self.revising:  # re-mask / replace tokens committed before this step, under the budget
+            revocable.revise(d.state, d.plan, step, decision, cols, real, rows.mask)
 
 
 @LOOPS.register

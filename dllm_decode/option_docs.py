@@ -24,6 +24,7 @@ SHARED = {
     "cache": "KV cache: none, prefix, dual, delayed or windowed",
     "attention": "attention backend: dense or sparse (SparseD)",
     "loop": "how forwards are spent: denoise, uniform (DiffusionGemma), or a speculative loop (ssd, s2d2, deer)",
+    "revision": "take committed tokens back: none (monotone), wino (re-mask) or editing (LLaDA2.1 token edits)",
     "seed": "seed of the sampling generator (None: torch's global RNG)",
     "chat_template": "wrap text prompts in the tokenizer's chat template (None: when it has one)",
     "trace": "record each position's commit step and the canvas after every step (GenerationResult.trace)",
@@ -39,6 +40,16 @@ COMPONENTS: dict[str, dict[str, str]] = {
     "EntropyThreshold": {"entropy_threshold": "commit every position with entropy <= this many nats"},
     "EntropyBound": {"entropy_bound": "commit the lowest-entropy prefix whose entropy sum minus its largest "
                                       "entropy stays <= this many nats (at least one)"},
+    "WinoDraft": {"threshold": "WINO's wide-in: draft every masked position with confidence > threshold "
+                               "(at most min(max(0.7 m, 5), 20), at least one)"},
+    "MaskToToken": {"threshold": "LLaDA2.1 mask-to-token: commit every masked position with confidence > threshold "
+                                 "(at least one)"},
+    "Monotone": {},
+    "Wino": {"threshold_back": "re-mask a committed token whose probability with itself hidden is below this",
+             "revision_budget": "re-masks and replacements per row at most (None: only the rule's own bound)"},
+    "TokenEditing": {"edit_threshold": "replace a committed token when the new argmax differs and has p > this",
+                     "max_post_edit_steps": "edit-only steps per block after its last mask (SGLang default 16)",
+                     "revision_budget": "re-masks and replacements per row at most (None: only the rule's own bound)"},
     "CreditDecoding": {"alpha": "weight of log(1 + credit) added to the logits (0 = the threshold rule)",
                        "gamma": "credit earned per step is p_top1 ** gamma",
                        "beta": "credit decay per step",

@@ -17,6 +17,7 @@ from .kernels.base import AttentionStrategy, DenseAttention
 from .samplers.base import CommitRule, TokenOptions
 from .samplers.blocks import BlockSchedule
 from .samplers.early import EarlyCommit
+from .samplers.revision import Monotone, Revision
 from .state import DecodeState
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ class DecodePlan:
     cache: CacheStrategy = field(default_factory=NoCache)
     attention: AttentionStrategy = field(default_factory=DenseAttention)
     loop: Loop | None = None  # None: plain denoising (`Denoise`)
+    revision: Revision = field(default_factory=Monotone)  # takes committed tokens back (monotone by default)
 
     @property
     def needs_full_canvas(self) -> bool:
@@ -72,5 +74,5 @@ class DecodePlan:
         return gen_length if budget is None else budget
 
     def components(self) -> list[Component]:
-        parts: list = [self.rule, self.blocks, *self.early, self.cache, self.attention]
+        parts: list = [self.rule, self.blocks, *self.early, self.cache, self.attention, self.revision]
         return parts + ([self.loop] if self.loop is not None else [])

@@ -38,6 +38,7 @@ class DecodeState:
     cache_state: Any = None  # `cache.rows.KVState` (`cache.windowed.WindowState`) for the KV caches
     attention_state: Any = None  # the attention backend of the request, e.g. `kernels.sparse.SparseBackend`
     loop_state: Any = None  # a loop's accounting, e.g. `speculative.verifier.Acceptance`
+    revision_state: Any = None  # a revising rule's `samplers.revision.RevisionState` (None when monotone)
 
     @property
     def gen_length(self) -> int:

@@ -41,6 +41,7 @@ from .driver import count_forward, notify_step
 from .plan import LOOPS, Loop
 from .samplers.base import StepInput, TokenOptions, forbid_eos
 from .samplers.eb import token_entropy
+from .samplers.revision import WITHOUT_REVISION_HOOK
 from .state import DecodeState
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class UniformDenoise(Loop):
     name: ClassVar[str] = "uniform"
     offers: ClassVar[frozenset[str]] = frozenset({"own_forwards"})
     needs: ClassVar[tuple[Need, ...]] = (
+        WITHOUT_REVISION_HOOK,
         Need("blocks", "fixed_grid", "the model's `canvas_length` sets the blocks", "leave `blocks` at 'fixed'"),
         Need("early_commit", "edits_canvas", "it stops when the argmax canvas is stable and confident, and after an EOS "
              "when the model's generation config names one", "remove `early_commit` and `eos_fill`", present=False),

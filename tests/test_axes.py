@@ -11,6 +11,7 @@ from dllm_decode import Sampler
 from dllm_decode.cache import CACHES, DualCache, NoCache
 from dllm_decode.kernels import SparseAttention
 from dllm_decode.samplers import AdaBlock, FixedBlocks, Prophet
+from dllm_decode.samplers.editing import TokenEditing
 from dllm_decode.samplers.threshold import Threshold
 from dllm_decode.samplers.topk import DreamTopK, LLaDATopK
 from dllm_decode.speculative import SelfSpeculative
@@ -34,6 +35,9 @@ PAIRS = {
                   ("confidence", {"block_length": 8, "attention": "sparse", "select": 0.5, "sparse_block": 4})),
     "loop": (("confidence", {"block_length": 8, "loop": SelfSpeculative(draft_length=3)}),
              ("confidence", {"block_length": 8, "loop": "ssd", "draft_length": 3})),
+    "revision": (("threshold", {"block_length": 8, "revision": TokenEditing(edit_threshold=0.9, max_post_edit_steps=2)}),
+                 ("threshold", {"block_length": 8, "revision": "editing", "edit_threshold": 0.9,
+                                "max_post_edit_steps": 2})),
 }
 
 

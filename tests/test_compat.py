@@ -17,6 +17,7 @@ from dllm_decode.plan import LOOPS
 from dllm_decode.samplers import BLOCKS, EARLY_COMMITS, AdaBlock, EndOfTextFill
 from dllm_decode.samplers.early import BlockEndOfTextFill, EarlyCommit
 from dllm_decode.samplers.registry import PRESETS
+from dllm_decode.samplers.revision import REVISIONS
 from dllm_decode.speculative import DraftFill
 
 SHAPE = re.compile(r"^`\w+='\w+'` (needs|cannot work with|cannot decode) .+ \(.+\), got .+; .+$", re.S)
@@ -31,13 +32,13 @@ class PlainAttention(AttentionStrategy):
 
 def every_component_class() -> set[type[Component]]:
     classes = {preset.rule for preset in PRESETS.values()} | {DraftFill, EndOfTextFill, BlockEndOfTextFill}
-    for registry in (BLOCKS, EARLY_COMMITS, CACHES, ATTENTION, LOOPS):
+    for registry in (BLOCKS, EARLY_COMMITS, CACHES, ATTENTION, LOOPS, REVISIONS):
         classes |= set(registry.values())
     return classes
 
 
 def test_every_declared_capability_is_in_the_vocabulary():
-    axes = {"rule", "blocks", "early_commit", "cache", "attention", "loop", "model"}
+    axes = {"rule", "blocks", "early_commit", "cache", "attention", "loop", "revision", "model"}
     for cls in every_component_class():
         assert cls.offers <= set(CAPABILITIES), cls
         for need in cls.needs:
@@ -67,6 +68,15 @@ def deer_options(llada):
     ("creditdecoding", {"loop": "ssd"}, "`rule='creditdecoding'` cannot work with a loop that spends its forwards"),
     ("random", {"cache": "windowed"}, "`cache='windowed'` cannot work with a rule that picks positions at random"),
     ("origin", {"cache": "windowed"}, "got rule='maskgit_plus' \\(alg='origin'\\)"),
+    ("llada21", {"loop": "ssd"}, "`loop='ssd'` cannot work with a revision rule that takes back tokens"),
+    ("confidence", {"loop": "s2d2", "revision": "editing"}, "`loop='s2d2'` cannot work with a revision rule"),
+    ("deer", {"revision": "wino", "drafter": None}, "`loop='deer'` cannot work with a revision rule"),
+    ("eb", {"loop": "uniform", "revision": "editing"}, "`loop='uniform'` cannot work with a revision rule .*got "
+                                                       "revision='editing'"),
+    ("llada21", {"cache": "windowed"}, "`revision='editing'` needs a cache that recomputes every row of the current"),
+    ("llada21", {"blocks": "adaptive"}, "`revision='editing'` needs a block schedule that splits the canvas"),
+    ("wino", {"cache": "dual"}, "`revision='wino'` needs a cache that recomputes every query row"),
+    ("wino", {"attention": PlainAttention()}, "`revision='wino'` needs an attention backend that computes attention"),
 ])
 def test_each_plan_need_is_refused_in_one_shape(name, options, message, deer_options):
     if "drafter" in options:
@@ -83,7 +93,7 @@ def test_ssd_refuses_variable_blocks_by_declaration():
 
 
 def facts(**overrides) -> SimpleNamespace:
-    base = dict(name="m", block_size=None, shift=0, autoregressive=False, supports_cache=True, module=None)
+    base = dict(name="m", block_size=None, shift=0, autoregressive=False, supports_cache=True, native=True, module=None)
     return SimpleNamespace(**{**base, **overrides})
 
 
@@ -93,6 +103,9 @@ def facts(**overrides) -> SimpleNamespace:
     ("prophet", {}, facts(block_size=4), r"`early_commit='prophet'` cannot decode a block-diffusion model .*got m "
                                          r"\(NoneType, a block-diffusion model \(block size 4\), shift 0\)"),
     ("threshold", {"cache": "dual"}, facts(supports_cache=False), "`cache='dual'` needs a model whose layers read"),
+    ("wino", {}, facts(block_size=4), "`revision='wino'` cannot decode a block-diffusion model"),
+    ("wino", {}, facts(shift=1), "`revision='wino'` needs a model with unshifted logits"),
+    ("wino", {}, facts(native=False), "`revision='wino'` needs a model whose forward takes a 4-D attention mask"),
 ])
 def test_each_model_need_is_refused_in_one_shape(name, options, model, message):
     plan = Sampler(name, gen_length=16, **options).plan

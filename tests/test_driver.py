@@ -12,6 +12,8 @@ from dllm_decode.cache.windowed import WindowState
 from dllm_decode.driver import Driver, step_limit
 from dllm_decode.prompts import encode_prompts
 from dllm_decode.samplers.base import Decision
+from dllm_decode.samplers.editing import EditingState
+from dllm_decode.samplers.revision import Monotone
 from dllm_decode.samplers.threshold import Threshold
 from dllm_decode.samplers.topk import LLaDATopK
 from dllm_decode.speculative.deer import DraftStep
@@ -144,3 +146,18 @@ def test_the_windowed_phase_moves_after_the_refresh_forward(zoo):
         driver.step()
         phases.append(state.cache_state.phase_start.tolist())
     assert phases == [[0, 0], [0, 0], [2, 2], [2, 2]]
+
+
+def test_a_revision_holds_its_rows_open_under_the_driver(zoo):
+    """LLaDA2.1's editing keeps a row whose canvas has no masks decoding for a post-edit step (`hold`), and the
+    step limit grows by the held steps the rule may add."""
+    sampler = Sampler("llada21", gen_length=G, block_length=4, edit_threshold=1.0, max_post_edit_steps=2)
+    driver = driver_for(sampler, zoo["tiny-llada"])
+    state = driver.state
+    assert isinstance(state.revision_state, EditingState)
+    monotone = dataclasses.replace(driver.plan, revision=Monotone())
+    assert driver.limit == step_limit(monotone, G) + (G // 4 + 1) * (2 + 1)
+    held = 0
+    while driver.step():
+        held += int((~state.is_mask.any(1) & ~state.done).sum())  # rows with nothing left to unmask, still open
+    assert held > 0 and bool(state.done.all()) and not bool(state.is_mask.any())

@@ -76,6 +76,13 @@ OPTIONS = [
     ("eb", {"loop": "uniform"}, "t_min", "number", -1),
     ("eb", {"loop": "uniform"}, "t_max", "number", -1),
     ("eb", {"loop": "uniform"}, "confidence_threshold", "number", -1),
+    ("wino", {}, "threshold", "number", 1.5),
+    ("wino", {}, "threshold_back", "number", 0),
+    ("wino", {}, "revision_budget", "int", -1),
+    ("llada21", {}, "threshold", "number", 0),
+    ("llada21", {}, "edit_threshold", "number", 1.5),
+    ("llada21", {}, "max_post_edit_steps", "int", -1),
+    ("llada21", {}, "revision_budget", "int", -1),
 ]
 
 # bad value -> what the message shows after "got"
@@ -86,7 +93,7 @@ BAD = {
     "flag": [("yes", "'yes' (a str)"), (1, "1 (an int)")],
 }
 OPTIONAL = {"block_length", "steps", "seed", "answer_start", "refresh", "chat_template", "max_denoising_steps",
-            "stability_threshold", "t_min", "t_max", "confidence_threshold"}
+            "stability_threshold", "t_min", "t_max", "confidence_threshold", "revision_budget"}
 
 
 def cases():

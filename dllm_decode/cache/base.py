@@ -55,7 +55,7 @@ class NoCache(CacheStrategy):
 
     name = "none"
     full_canvas = True
-    offers = frozenset({"full_sequence", "block_candidates"})
+    offers = frozenset({"full_sequence", "block_candidates", "block_recompute"})
 
     def logits(self, model: "DiffusionLM", state: DecodeState, plan: "PlanView", rows: Tensor | None,
                cols: Tensor) -> Tensor:

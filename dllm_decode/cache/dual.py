@@ -30,7 +30,7 @@ class DualCache(BlockRefreshCache):
 
     def capabilities(self) -> frozenset[str]:
         # ssd's candidates replay the block-start K/V; a periodic refresh follows the reference's own step count
-        return frozenset({"block_candidates"}) if self.refresh is None else frozenset()
+        return self.offers | ({"block_candidates"} if self.refresh is None else frozenset())
 
     def partial(self, model: "DiffusionLM", state: DecodeState, cols: Tensor) -> tuple[Tensor, Tensor | None]:
         P = state.prompt_width

@@ -147,6 +147,8 @@ class KVCache(CacheStrategy):
 class BlockRefreshCache(KVCache):
     """KV strategies that refresh a row fully at its block start and every `refresh` steps (prefix, dual)."""
 
+    offers: ClassVar[frozenset[str]] = frozenset({"block_recompute"})  # the current block's rows, every step
+
     refresh: int | None = None  # steps between extra full refreshes; None: only at block starts
 
     def __post_init__(self) -> None:

@@ -47,6 +47,8 @@ FLOOR = torch.finfo(torch.float32).min  # log 0: finite, see the module docstrin
 class TaskOracle(nn.Module):
     """The exact conditional of the answer distribution; the native forward of `DiffusionLM`."""
 
+    exact_posterior = True  # extra mask columns carry no information: WINO's shadow rows = masked copies (revocable.py)
+
     def __init__(self, tokenizer: Any, index_base: int = 0, answers: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         vocab = tokenizer.get_vocab()

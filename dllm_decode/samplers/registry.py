@@ -11,9 +11,11 @@ from typing import Any
 from .base import CommitRule
 from .credit import CreditDecoding
 from .eb import EntropyBound
+from .editing import MaskToToken
 from .localleap import LocalLeap
 from .threshold import EntropyThreshold, Factor, Threshold
 from .topk import DreamTopK, LLaDATopK
+from .wino import WinoDraft
 
 
 @dataclass(frozen=True)
@@ -95,3 +97,9 @@ register("adablock", Threshold, defaults={"blocks": "adaptive"},
          paper="Lu et al. 2025, AdaBlock-dLLM: Semantic-Aware Diffusion LLM Inference via Adaptive Block Size")
 register("eb", EntropyBound, summary="EB-sampler: lowest-entropy prefix with sum(H) - max(H) <= entropy_bound (0.1)",
          paper="Ben-Hamu et al. 2025, Accelerated Sampling from Masked Diffusion Models via Entropy Bounded Unmasking")
+register("wino", WinoDraft, defaults={"revision": "wino"},
+         summary="WINO: draft every p > threshold (0.6), re-mask drafts whose hidden-self p falls below 0.9",
+         paper="Hong et al. 2025, Wide-In, Narrow-Out: Revokable Decoding for Efficient and Effective DLLMs")
+register("llada21", MaskToToken, defaults={"revision": "editing"}, aliases=("joint_threshold",),
+         summary="LLaDA2.1: unmask p > threshold (0.7), replace tokens whose new argmax has p > 0.5, post-edit steps",
+         paper="Bie et al. 2026, LLaDA2.1: Speeding Up Text Diffusion via Token Editing (SGLang JointThreshold)")

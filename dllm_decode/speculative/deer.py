@@ -31,6 +31,7 @@ from ..models.adapter import DiffusionLM
 from ..models.causal import CausalLM
 from ..plan import LOOPS, DecodePlan
 from ..samplers.base import CommitRule, Decision, StepInput, choose
+from ..samplers.revision import WITHOUT_REVISION_HOOK
 from ..state import DecodeState
 from .verifier import Acceptance, Verdict, draw, probabilities, verify
 
@@ -59,6 +60,7 @@ class DEER(StepLoop):
     name: ClassVar[str] = "deer"
     offers: ClassVar[frozenset[str]] = frozenset({"own_forwards"})
     needs: ClassVar[tuple[Need, ...]] = (
+        WITHOUT_REVISION_HOOK,
         Need("rule", "one_step_fill", "deer drafts by filling the draft window in one step",
              "use Sampler(\"deer\", drafter=...)"),
         Need("early_commit", "edits_canvas", "rows stop at their first EOS already", "remove `early_commit` and `eos_fill`",

@@ -29,6 +29,7 @@ from ..loop import commit, decide, step_logits, window
 from ..models.adapter import DiffusionLM
 from ..plan import LOOPS, DecodePlan
 from ..samplers.base import Decision, forbid_eos
+from ..samplers.revision import WITHOUT_REVISION_HOOK
 from ..state import DecodeState, scatter_rows
 from .routing import ROUTE_CLASSES, ROUTES, Outcome, expected_accepted
 from .verifier import Acceptance, Verdict, draw, probabilities, verify
@@ -52,6 +53,7 @@ class S2D2(StepLoop):
     name: ClassVar[str] = "s2d2"
     offers: ClassVar[frozenset[str]] = frozenset({"own_forwards"})
     needs: ClassVar[tuple[Need, ...]] = (
+        WITHOUT_REVISION_HOOK,
         Need("early_commit", "settled_eos_fill", "verification replays the span; only `eos_fill=True` is supported",
              "remove `early_commit`"),
         Need("cache", "full_sequence", "s2d2 builds its own verification mask over the whole sequence",

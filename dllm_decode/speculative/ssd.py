@@ -31,6 +31,7 @@ from ..loop import commit, decide, step_logits
 from ..models.adapter import DiffusionLM
 from ..plan import LOOPS, DecodePlan
 from ..samplers.base import Decision, StepInput, choose, token_log_prob
+from ..samplers.revision import WITHOUT_REVISION_HOOK
 from ..state import DecodeState, scatter_rows
 from .verifier import Acceptance
 
@@ -44,6 +45,7 @@ class SelfSpeculative(StepLoop):
     name: ClassVar[str] = "ssd"
     offers: ClassVar[frozenset[str]] = frozenset({"own_forwards"})
     needs: ClassVar[tuple[Need, ...]] = (
+        WITHOUT_REVISION_HOOK,
         Need("rule", "stepwise_confidence", "ssd verifies against one-token-per-step confidence decoding",
              "use Sampler(\"ssd\")"),
         Need("blocks", "fixed_grid", "adaptive blocks would change the reference trajectory", "use fixed blocks"),
