@@ -39,7 +39,10 @@ DEFAULTS = ("confidence", "random", "origin", "maskgit_plus", "topk_margin", "en
 # One (defaults spec, sweep spec) pair per rule, in the `dllm-decode eval --samplers` syntax, e.g.
 # ("wino", "wino:<knob>=v1,v2,v3"). Both runs and every table of the page then include them, and the page's
 # "Revocable rules" section lists their rows; nothing else needs to change.
-REVOCABLE: tuple[tuple[str, str], ...] = ()
+REVOCABLE: tuple[tuple[str, str], ...] = (
+    ("wino", "wino:threshold=0.3,0.5,0.7,0.9"),  # WINO: wide-in threshold (threshold_back 0.9)
+    ("llada21", "llada21:threshold=0.5,0.7,0.9"),  # LLaDA2.1 editing: mask-to-token threshold (edit 0.5)
+)
 # the curves of the page's plot (sampler names; every swept configuration of each), revocable rules included
 # (in drawing order, which sets colours and label offsets; factor is left out: its points sit on threshold's)
 PLOTTED = ("eb", "threshold", "confidence")

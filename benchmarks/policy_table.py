@@ -46,7 +46,7 @@ SPECS = (
 # ---- revocable rules (issue 23 item 2; `wino`, LLaDA2.1 token editing): THE LEAD ADDS THEIR SPECS HERE ----
 # In the `dllm-decode eval --samplers` syntax, e.g. "wino" or "wino:<knob>=v1,v2"; rerunning the command resumes
 # the runs, decodes only the new configurations and adds their rows to both models' tables.
-REVOCABLE: tuple[str, ...] = ()
+REVOCABLE: tuple[str, ...] = ("wino", "wino:threshold=0.8", "llada21", "llada21:edit_threshold=0.9")
 
 
 def fmt(value: Any, digits: int = 2) -> str:
