@@ -390,3 +390,34 @@ def test_chat_needs_a_tokenizer():
 def test_cli_serve_checks_its_bounds(capsys):
     assert main(["serve", "--model", NAME, "--max-queue", "0"]) == 2
     assert "`--max-queue` must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_a_failing_cohort_fails_alone_and_the_scheduler_keeps_going():
+    """A forward that raises for one request's rows: that request gets a 500-style error, a request decoded
+    in the same shared forward still gets its one-by-one answer."""
+    model = wrap(tiny_llada_module(), mask_id=MASK, eos_ids=(EOS,))
+    original = model.module.forward
+
+    def fragile(input_ids, **kwargs):
+        if bool((input_ids[:, 0] == 42).any()):  # the bad prompt is the longest, so its first token leads its row
+            raise RuntimeError("boom")
+        return original(input_ids, **kwargs)
+
+    options = {"gen_length": 16, "block_length": 8}
+    builder = JobBuilder(model, "m", "threshold", options)
+    jobs = {"good": builder.build({"prompt": [1, 2, 3], "dllm": {"threshold": 0.8}}, "completion"),
+            "bad": builder.build({"prompt": [42] * 6}, "completion")}
+    model.module.forward = fragile
+    events: dict[str, list] = {"good": [], "bad": []}
+    scheduler = Scheduler(model, server_metrics())
+    for name, job in jobs.items():
+        scheduler.submit(Ticket(job, lambda kind, payload, name=name: events[name].append((kind, payload))))
+    scheduler.start()
+    deadline = time.time() + 30
+    while not all(e and e[-1][0] in ("done", "error") for e in events.values()):
+        assert time.time() < deadline
+        time.sleep(0.01)
+    scheduler.stop()
+    assert events["bad"][-1] == ("error", (500, "RuntimeError: boom"))
+    reference = Sampler("threshold", threshold=0.8, **options).generate(model, torch.tensor([1, 2, 3]))
+    assert events["good"][-1] == ("done", {"ids": reference.ids[0], "nfe": reference.row_nfe[0]})

@@ -112,7 +112,8 @@ class Server:
                     return Response(status_code=499)
                 continue
             if event == "error":
-                raise RequestError(payload, None, 400, "invalid_request_error")
+                status, message = payload
+                raise RequestError(message, None, status, "invalid_request_error" if status < 500 else "server_error")
             if event == "done":
                 return JSONResponse(reply.whole(payload, ticket.submitted))
 
@@ -124,8 +125,9 @@ class Server:
             while True:
                 event, payload = await events.get()
                 if event == "error":
-                    yield reply.sse({"error": {"message": payload, "type": "invalid_request_error", "param": None,
-                                               "code": None}})
+                    status, message = payload
+                    yield reply.sse({"error": {"message": message, "param": None, "code": status,
+                                               "type": "invalid_request_error" if status < 500 else "server_error"}})
                     break
                 for chunk in (reply.progress(payload) if event == "step" else reply.last(payload, ticket.submitted)):
                     yield reply.sse(chunk)

@@ -41,7 +41,7 @@ class Abandoned(Exception):
 
 class Ticket:
     """A job in flight. `deliver(kind, payload)` is called on the scheduler thread with ("step", row) after
-    each step, then once ("done", answer) or ("error", message); it must be thread-safe and quick."""
+    each step, then once ("done", answer) or ("error", (HTTP status, message)); it must be thread-safe and quick."""
 
     def __init__(self, job: Job, deliver: Callable[[str, Any], None]) -> None:
         self.job, self.deliver = job, deliver
@@ -128,52 +128,60 @@ class Scheduler:
             for row, ticket in enumerate(cohort.members):
                 if ticket is not None and ticket.cancelled:
                     cohort.leave(row)
-        shared = [c for c in self._cohorts if c.shared]
-        self._guard(shared, self._step_shared)
+        self._step_shared([c for c in self._cohorts if c.shared])
         for cohort in [c for c in self._cohorts if not c.shared]:
-            self._guard([cohort], self._step_own)
+            self._guard(cohort, self._step_own)
         self._cohorts = [c for c in self._cohorts if any(m is not None for m in c.members)]
         self.metrics.set_rows(sum(sum(m is not None for m in c.members) for c in self._cohorts))
 
     def _step_shared(self, cohorts: list[Cohort]) -> None:
-        steps = [c.pending() for c in cohorts]
-        live = [(c, s) for c, s in zip(cohorts, steps) if s is not None]
-        if live:
-            logits = fused_logits(self.model, [c for c, _ in live], [s for _, s in live])
-            self.metrics.add_forwards(1)
-            for (cohort, step), part in zip(live, logits):
-                cohort.commit(step, part)
+        """If the shared forward raises, each cohort retries alone, so only the one at fault fails."""
+        steps = {id(c): self._guard(c, Cohort.pending) for c in cohorts}
+        live = [c for c in cohorts if steps[id(c)] is not None]
+        try:
+            logits = fused_logits(self.model, live, [steps[id(c)] for c in live]) if live else []
+        except Exception:  # noqa: BLE001 - isolate the cohort at fault below
+            log.warning("a shared forward failed; stepping its cohorts one by one", exc_info=True)
+            for cohort in live:
+                self._guard(cohort, lambda c: c.commit(steps[id(c)], c.forward(self.model, steps[id(c)])))
+            self.metrics.add_forwards(len(live))
+        else:
+            self.metrics.add_forwards(int(bool(live)))
+            for cohort, part in zip(live, logits):
+                self._guard(cohort, lambda c: c.commit(steps[id(c)], part))
         for cohort in cohorts:
-            self._report(cohort)
+            self._guard(cohort, self._report)
 
-    def _step_own(self, cohorts: list[Cohort]) -> None:
-        cohort = cohorts[0]
+    def _step_own(self, cohort: Cohort) -> None:
         step = cohort.pending()
         if step is not None:
             cohort.commit(step, cohort.forward(self.model, step))
             self.metrics.add_forwards(1)
         self._report(cohort)
 
-    def _guard(self, cohorts: list[Cohort], action: Callable[[list[Cohort]], None]) -> None:
-        """Run `action`; if it raises, answer the cohorts' requests with the error and retire the cohorts."""
-        if not cohorts:
-            return
+    def _guard(self, cohort: Cohort, action: Callable[[Cohort], Any]) -> Any:
+        """`action(cohort)`; if it raises, the cohort's requests get the error and the cohort retires."""
+        if not any(m is not None for m in cohort.members):
+            return None
         try:
-            action(cohorts)
+            return action(cohort)
         except Exception as err:  # noqa: BLE001 - one failing batch must not take the others down
-            log.exception("a decoding step failed")
-            for cohort in cohorts:
-                self._fail([m for m in cohort.members if m is not None], err)
-                cohort.members = [None] * len(cohort.members)
+            log.warning("a decoding step failed", exc_info=True)
+            self._fail([m for m in cohort.members if m is not None], err)
+            cohort.members = [None] * len(cohort.members)
+            return None
 
     def _report(self, cohort: Cohort) -> None:
         """Progress to streaming members; answers to finished ones, which leave the cohort at once."""
-        if not any(m is not None for m in cohort.members):
+        members = [(row, t) for row, t in enumerate(cohort.members) if t is not None]
+        if not members:
             return
+        if not any(t.job.stream for _, t in members):
+            done = cohort.state.done.tolist()  # the one read per step a silent cohort needs
+            if not any(done[row] for row, _ in members):
+                return
         done, ids, canvas, nfe = cohort.answers()
-        for row, ticket in enumerate(cohort.members):  # host-side replies, once per request
-            if ticket is None:
-                continue
+        for row, ticket in members:  # host-side replies, once per request
             if ticket.job.stream:
                 ticket.deliver("step", {"ids": ids[row], "canvas": canvas[row]})
             if done[row]:
@@ -199,5 +207,7 @@ class Scheduler:
         ticket.deliver("done", {"ids": result.ids[0], "nfe": result.row_nfe[0]})
 
     def _fail(self, tickets: list[Ticket], err: Exception) -> None:
+        """A `ValueError` is the request's fault (400, the library's message); anything else is the server's (500)."""
+        status = 400 if isinstance(err, ValueError) else 500
         for ticket in tickets:
-            ticket.deliver("error", f"{type(err).__name__}: {err}" if not isinstance(err, ValueError) else str(err))
+            ticket.deliver("error", (status, str(err) if status == 400 else f"{type(err).__name__}: {err}"))
