@@ -421,3 +421,12 @@ def test_a_failing_cohort_fails_alone_and_the_scheduler_keeps_going():
     assert events["bad"][-1] == ("error", (500, "RuntimeError: boom"))
     reference = Sampler("threshold", threshold=0.8, **options).generate(model, torch.tensor([1, 2, 3]))
     assert events["good"][-1] == ("done", {"ids": reference.ids[0], "nfe": reference.row_nfe[0]})
+
+
+def test_cli_serve_without_the_extra_names_the_install_command(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "starlette", None)  # as if the serve extra were not installed
+    monkeypatch.delitem(sys.modules, "dllm_decode.serve.app")
+    assert main(["serve", "--model", NAME]) == 2
+    assert 'needs the serve extra' in capsys.readouterr().err
