@@ -2,7 +2,7 @@
 
 For each model, the same N requests are decoded (a) one by one with `Sampler.generate` in this process, no
 HTTP (the sequential baseline), then (b) through the server over loopback HTTP with the `openai` client at
-each concurrency level. Throughput = completion tokens / wall time of the whole run; latency = per request,
+each concurrency level; (c) all N as one `generate` batch, the ceiling of batching here. Throughput = completion tokens / wall time of the whole run; latency = per request,
 submit to full reply. "same" counts replies whose text equals the one-by-one output (it must be all).
 
 Models: the zoo's tiny-llada (threshold sampler, its 32-token canvas) and the random mid-size LLaDA of
@@ -86,6 +86,15 @@ def sequential(model, sampler: Sampler, prompts) -> tuple[list[str], str]:
                           len(prompts))
 
 
+def one_batch(model, sampler: Sampler, prompts) -> str:
+    """All prompts as one `generate` batch: the most any batcher can get from this model on this machine."""
+    start = time.perf_counter()
+    result = sampler.generate(model, [p if isinstance(p, str) else torch.tensor(p) for p in prompts])
+    wall = time.perf_counter() - start
+    return summary("one batch `generate` (ceiling)", sum(result.gen_tokens), wall, [wall] * len(prompts),
+                   len(prompts), len(prompts))
+
+
 def served(url: str, model_name: str, prompts, references: list[str], concurrency: int) -> str:
     client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=600)
 
@@ -122,6 +131,7 @@ def main() -> None:
         print("|---|---|---|---|---|---|")
         references, line = sequential(model, sampler, prompts)
         print(line, flush=True)
+        print(one_batch(model, sampler, prompts), flush=True)
         server = Server(model, model_name, sampler_name, options, max_queue=4 * args.requests, max_rows=64)
         with running(server) as url:
             for concurrency in args.concurrency:

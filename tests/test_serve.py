@@ -200,6 +200,9 @@ BAD = [  # (body or raw text, status, a piece of the message)
     ({"prompt": "copy", "stop": ""}, 400, "`stop` must be a non-empty string"),
     ({"prompt": "copy", "stream": "yes"}, 400, "`stream` must be true or false"),
     ({"prompt": "copy", "temperature": -1}, 400, "`temperature` must be a number >= 0"),
+    ({"prompt": "copy", "dllm": {"trace": True}}, 400, "`dllm.trace` is not served over HTTP"),
+    ({"prompt": "copy", "dllm": {"chat_template": True}}, 400, "`dllm.chat_template` applies to"),
+    ({"prompt": "copy", "stream_options": [1]}, 400, "`stream_options` must be an object"),
 ]
 BAD_CHAT = [
     ({"messages": "hi"}, 400, "`messages` must be a non-empty list"),
@@ -390,6 +393,8 @@ def test_chat_needs_a_tokenizer():
 def test_cli_serve_checks_its_bounds(capsys):
     assert main(["serve", "--model", NAME, "--max-queue", "0"]) == 2
     assert "`--max-queue` must be >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="`-o trace` is not served over HTTP"):
+        JobBuilder(load_model(NAME), NAME, "threshold", {"trace": True})
 
 
 def test_a_failing_cohort_fails_alone_and_the_scheduler_keeps_going():
@@ -426,7 +431,8 @@ def test_a_failing_cohort_fails_alone_and_the_scheduler_keeps_going():
 def test_cli_serve_without_the_extra_names_the_install_command(monkeypatch, capsys):
     import sys
 
-    monkeypatch.setitem(sys.modules, "starlette", None)  # as if the serve extra were not installed
+    for name in [m for m in sys.modules if m.split(".")[0] in ("starlette", "uvicorn")]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if the serve extra were not installed
     monkeypatch.delitem(sys.modules, "dllm_decode.serve.app")
     assert main(["serve", "--model", NAME]) == 2
     assert 'needs the serve extra' in capsys.readouterr().err

@@ -20,6 +20,10 @@ from ..prompts import check_vocabulary, encode_text
 COMMON = {"model", "max_tokens", "temperature", "seed", "stop", "stream", "stream_options", "n", "user", "dllm"}
 FIELDS = {"completion": COMMON | {"prompt"}, "chat": COMMON | {"messages", "max_completion_tokens"}}
 SERVER_KEYS = {"sampler", "stream_canvas"}  # keys of `dllm` that are not sampler options
+LOCAL = {"trace": "is not served over HTTP; use `dllm-decode generate --trace` or stream with "
+                  '"stream_canvas": true',
+         "chat_template": "applies to `Sampler.generate`'s text prompts; /v1/chat/completions always uses the model's "
+                          "template and /v1/completions encodes its prompt as plain text, so remove it"}
 MAPPED = {"gen_length": "max_tokens", "temperature": "temperature", "seed": "seed"}  # sampler option -> its field
 
 
@@ -52,6 +56,8 @@ class JobBuilder:
     def __init__(self, model: DiffusionLM, model_name: str, sampler: str, options: dict[str, Any]) -> None:
         self.model, self.model_name = model, model_name
         self.default_name, self.default_options = sampler, dict(options)
+        for key in set(options) & set(LOCAL):
+            raise ValueError(f"`-o {key}` {LOCAL[key]}")
         Sampler(sampler, **options)  # a bad server default fails at start-up, not on the first request
         self._samplers: dict[tuple, Sampler] = {}  # built samplers keep their fitted variants: reuse them
 
@@ -68,10 +74,13 @@ class JobBuilder:
         if body.get("n", 1) != 1:
             raise RequestError(f"`n` must be 1 (one choice per request), got {body['n']!r}; send several requests", "n")
         name, options, server = self._options(body)
-        prompt = self._prompt(body, kind, options.get("chat_template"))
+        prompt = self._prompt(body, kind)
         max_tokens = _max_tokens(body)
         sampler = self._fitted(name, options, max_tokens, prompt.numel())
         stream_options = body.get("stream_options") or {}
+        if not isinstance(stream_options, dict) or set(stream_options) - {"include_usage"}:
+            raise RequestError(f'`stream_options` must be an object like {{"include_usage": true}}, got '
+                               f"{stream_options!r}", "stream_options")
         return Job(prompt, sampler, max_tokens, _stop(body.get("stop")), _flag(body, "stream"),
                    bool(isinstance(stream_options, dict) and stream_options.get("include_usage")),
                    bool(server.get("stream_canvas", False)))
@@ -86,6 +95,8 @@ class JobBuilder:
         name = dllm.get("sampler", self.default_name)
         options = dict(self.default_options) if name == self.default_name else {}
         for key, value in dllm.items():
+            if key in LOCAL:
+                raise RequestError(f"`dllm.{key}` {LOCAL[key]}", f"dllm.{key}")
             if key in MAPPED:
                 raise RequestError(f"`dllm.{key}` is set through the request's `{MAPPED[key]}` field; move it there",
                                    f"dllm.{key}")
@@ -96,9 +107,9 @@ class JobBuilder:
                 options[key] = body[key]
         return name, options, {k: v for k, v in dllm.items() if k in SERVER_KEYS}
 
-    def _prompt(self, body: dict, kind: str, chat_template: Any) -> torch.Tensor:
+    def _prompt(self, body: dict, kind: str) -> torch.Tensor:
         ids = _chat_ids(self.model, body.get("messages")) if kind == "chat" else \
-            _completion_ids(self.model, body.get("prompt"), chat_template)
+            _completion_ids(self.model, body.get("prompt"))
         prompt = torch.tensor(ids, dtype=torch.long, device=self.model.device)
         if prompt.numel() == 0:
             raise RequestError("the prompt must hold at least one token, got an empty prompt", "prompt")
@@ -156,13 +167,14 @@ def _stop(value: Any) -> tuple[str, ...]:
     return tuple(stops)
 
 
-def _completion_ids(model: DiffusionLM, prompt: Any, chat_template: Any) -> list[int]:
-    """A string (encoded as `Sampler.generate` encodes it) or token ids; a list of one of them."""
+def _completion_ids(model: DiffusionLM, prompt: Any) -> list[int]:
+    """A string, encoded as plain text (OpenAI's completions take raw text; chat requests get the template),
+    or token ids; a list of one of them."""
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
         prompt = prompt[0]
     if isinstance(prompt, str):
         try:
-            return encode_text(model, prompt, chat_template)
+            return encode_text(model, prompt, False)
         except ValueError as err:
             raise RequestError(str(err), "prompt") from None
     if isinstance(prompt, list) and prompt and all(isinstance(i, int) and not isinstance(i, bool) for i in prompt):
