@@ -436,3 +436,11 @@ def test_cli_serve_without_the_extra_names_the_install_command(monkeypatch, caps
     monkeypatch.delitem(sys.modules, "dllm_decode.serve.app")
     assert main(["serve", "--model", NAME]) == 2
     assert 'needs the serve extra' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_loop_that_runs_whole_equals_generate(model, client, prompts, stream):
+    """`ssd` cannot be stepped from outside: it runs whole through `Sampler.generate`, streamed in one chunk."""
+    reply = client.completions.create(model=NAME, prompt=prompts[6], stream=stream, extra_body={"dllm": {"sampler": "ssd"}})
+    text = "".join(c.choices[0].text for c in reply if c.choices) if stream else reply.choices[0].text
+    assert text == expected(model, prompts[6], sampler="ssd")[0]
