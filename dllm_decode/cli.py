@@ -9,6 +9,7 @@
     dllm-decode eval --model tiny-llada --suite waiting-line --samplers confidence:k=1,2,4,8 \
         threshold:threshold=0.5,0.7,0.9,1.0 --out runs/baseline
     dllm-decode report runs/baseline
+    dllm-decode serve --model tiny-llada --sampler threshold --port 8000   # OpenAI-compatible server
 
 `eval` resumes: rerunning the same command continues where it stopped. Under `torchrun` it shards
 batches across processes. Heavy modules (torch, transformers) are imported inside the commands, so
@@ -90,6 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--slot-tokens", type=int, default=1, help="with --infill: mask tokens per [MASK] (authors: 1)")
     ev.add_argument("--out", default=None, help="run directory (default: runs/<preset>-<model>)")
     ev.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    srv = sub.add_parser("serve", help="OpenAI-compatible HTTP server with step-level batching (needs the "
+                         "`serve` extra)")
+    _add_model_args(srv)
+    srv.add_argument("--sampler", default="threshold", help="default sampler; requests may name another in "
+                     '"dllm": {"sampler": ...}')
+    srv.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE", help=OPTION_SYNTAX)
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--api-key", default=None, help="require `Authorization: Bearer KEY` on /v1/ endpoints")
+    srv.add_argument("--max-queue", type=int, default=64, help="waiting requests beyond this get HTTP 429")
+    srv.add_argument("--max-batch", type=int, default=32, help="requests decoded at once (rows in flight)")
 
     rep = sub.add_parser("report", help="write report.md and PNG plots for a run directory")
     rep.add_argument("run_dir")
@@ -264,7 +277,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"generate": cmd_generate, "samplers": cmd_samplers, "eval": cmd_eval, "report": cmd_report}
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from .serve.app import Server, serve
+    except ImportError as err:
+        raise ImportError(f"`dllm-decode serve` needs the serve extra ({err.name} is missing); install it with "
+                          'pip install -e ".[serve]"') from None
+    for flag, value in (("--max-queue", args.max_queue), ("--max-batch", args.max_batch)):
+        if value < 1:
+            raise ValueError(f"`{flag}` must be >= 1, got {value}")
+    options = dict(parse_option(o) for o in args.option)
+    model = _load(args)
+    server = Server(model, args.model, args.sampler, options, api_key=args.api_key, max_queue=args.max_queue,
+                    max_rows=args.max_batch)
+    log.warning("serving %s on http://%s:%d/v1 (sampler %s)", args.model, args.host, args.port, args.sampler)
+    serve(server, args.host, args.port)
+    return 0
+
+
+COMMANDS = {"generate": cmd_generate, "samplers": cmd_samplers, "eval": cmd_eval, "report": cmd_report,
+            "serve": cmd_serve}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
