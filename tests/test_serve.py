@@ -187,7 +187,7 @@ BAD = [  # (body or raw text, status, a piece of the message)
     ({"prompt": "copy", "model": "gpt-4"}, 404, "`model` must be 'tiny-llada'"),
     ({"prompt": "copy", "n": 2}, 400, "`n` must be 1"),
     ({"prompt": "copy", "dllm": [1]}, 400, "`dllm` must be an object"),
-    ({"prompt": "copy", "dllm": {"threshold": 1.5}}, 400, "`threshold` must be in (0, 1], got 1.5"),
+    ({"prompt": "copy", "dllm": {"threshold": 1.5}}, 400, "`threshold` must be a number in (0, 1], got 1.5"),
     ({"prompt": "copy", "dllm": {"sampler": "nope"}}, 400, "nope"),
     ({"prompt": "copy", "dllm": {"thresh": 0.5}}, 400, "unknown option(s) ['thresh']"),
     ({"prompt": "copy", "dllm": {"gen_length": 8}}, 400, "`dllm.gen_length` is set through the request's `max_tokens`"),
@@ -223,7 +223,7 @@ def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(server, mod
 
 
 def test_openai_client_raises_its_error_classes(client):
-    with pytest.raises(openai.BadRequestError, match=r"`threshold` must be in \(0, 1\]"):
+    with pytest.raises(openai.BadRequestError, match=r"`threshold` must be a number in \(0, 1\]"):
         client.completions.create(model=NAME, prompt="copy", extra_body={"dllm": {"threshold": 2}})
     with pytest.raises(openai.NotFoundError, match="`model` must be"):
         client.chat.completions.create(model="other", messages=[{"role": "user", "content": "copy"}])
@@ -438,9 +438,12 @@ def test_cli_serve_without_the_extra_names_the_install_command(monkeypatch, caps
     assert 'needs the serve extra' in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("sampler", ["ssd", "wino", "llada21"])
 @pytest.mark.parametrize("stream", [False, True])
-def test_a_loop_that_runs_whole_equals_generate(model, client, prompts, stream):
-    """`ssd` cannot be stepped from outside: it runs whole through `Sampler.generate`, streamed in one chunk."""
-    reply = client.completions.create(model=NAME, prompt=prompts[6], stream=stream, extra_body={"dllm": {"sampler": "ssd"}})
+def test_a_loop_that_runs_whole_equals_generate(model, client, prompts, stream, sampler):
+    """`ssd` and the revising rules (WINO, LLaDA2.1 editing) run whole through `Sampler.generate`: the cohort's
+    step copies plain denoising, which has no revision hook. Streamed in one chunk."""
+    reply = client.completions.create(model=NAME, prompt=prompts[6], stream=stream,
+                                      extra_body={"dllm": {"sampler": sampler}})
     text = "".join(c.choices[0].text for c in reply if c.choices) if stream else reply.choices[0].text
-    assert text == expected(model, prompts[6], sampler="ssd")[0]
+    assert text == expected(model, prompts[6], sampler=sampler)[0]

@@ -29,8 +29,10 @@ from ..state import DecodeState, new_state, scatter_rows
 
 
 def steppable(sampler: Sampler) -> bool:
-    """Plain denoising can be advanced step by step here; other loops (speculative, uniform) run whole."""
-    return sampler.plan.loop is None or type(sampler.plan.loop) is Denoise
+    """Plain monotone denoising can be advanced step by step here; other loops (speculative, uniform) and the
+    revising rules (whose review follows each commit inside the driver's step) run whole."""
+    plan = sampler.plan
+    return (plan.loop is None or type(plan.loop) is Denoise) and not plan.revision.revises
 
 
 def shares_forward(sampler: Sampler) -> bool:
