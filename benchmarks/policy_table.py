@@ -71,6 +71,20 @@ def model_section(name: str, configs: list[dict[str, Any]]) -> list[str]:
     return lines + [""]
 
 
+def serving_specs(specs: list, model, gen_length: int) -> tuple[list, list[str]]:
+    """The specs `model` can decode, and one line per spec it refuses (with the library's message), e.g. WINO
+    on Dream, whose shifted logits cannot serve WINO's shadow rows."""
+    served, refused = [], []
+    for spec in specs:
+        try:
+            spec.build(gen_length).fit(model, 1)
+        except ValueError as err:
+            refused.append(f"- `{spec.label}` is refused on this model: {err}")
+            continue
+        served.append(spec)
+    return served, [*refused, ""] if refused else []
+
+
 def revocable_note() -> list[str]:
     if REVOCABLE:
         return []
@@ -94,9 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     sections = []
     for name in args.models:
         model = load_model(name)
-        configs = run_eval(model, specs, settings, Path(args.runs) / f"policies-{name}", model_id=name,
+        served, refused = serving_specs(specs, model, settings.gen_length)
+        configs = run_eval(model, served, settings, Path(args.runs) / f"policies-{name}", model_id=name,
                            progress=False)
-        sections += model_section(name, configs)
+        sections += model_section(name, configs) + refused
     load.append(os.getloadavg())
     sections += [f"Measured: the command took {time.perf_counter() - started:.0f} s of wall time for "
                  f"{len(args.models)} model(s) x {len(specs)} configurations ({args.threads} torch thread; a resumed "
