@@ -144,7 +144,7 @@ PRESETS: dict[str, Preset] = {
          "topk_margin:k=1,2,4,8,32", "entropy:k=1,2,4,8,32", "threshold:threshold=0.5,0.7,0.8,0.9,0.95,0.99,1.0",
          "factor:factor=0.25,0.5,1,2,4", "entropy_threshold:entropy_threshold=0.05,0.25,0.5,1,2",
          "creditdecoding:threshold=0.5,0.7,0.9,0.99", "localleap:radius=0,1,2,4,8",
-         "localleap:relaxed_threshold=0.5,0.6,0.75,0.9", "prophet:k=1,2,4", "sched:tau_high=7.5,15,30",
+         "localleap:relaxed_threshold=0.5,0.6,0.9", "prophet:k=1,2,4", "sched:tau_high=7.5,15,30",
          "adablock:delimiter_ids=4:threshold=0.7,0.9,0.99", "threshold:eos_fill=true:threshold=0.5,0.7,0.9",
          "confidence:eos_fill=true:k=1,2,4", "ssd:draft_length=2,4,8", "eb:entropy_bound=0.01,0.1,0.3,0.5,1,2,4"),
         suite="all", per_length=5,
