@@ -159,6 +159,7 @@ class ForwardStep(LoopStep):
     requests' forwards into one): `prepare_step`, then `forward` (or the caller's logits), then `finish`."""
 
     def prepare_step(self, rows: Rows, counts: list[int]) -> Window:
+        """The forward's rows and columns, from the step's host `counts` (e.g. the head's width)."""
         raise NotImplementedError
 
     def forward(self, window: Window) -> Tensor:
