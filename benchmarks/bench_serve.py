@@ -11,6 +11,7 @@ bench_cache.py (d_model 512, 8 layers, vocab 32000) with the dual cache, one tok
 
     python benchmarks/bench_serve.py                       # both models, N=16, concurrency 1 4 16
     python benchmarks/bench_serve.py --models mid --requests 32 --gen-length 64
+    python benchmarks/bench_serve.py --models zoo --requests 64 --sampler llada21   # a revising rule
 """
 from __future__ import annotations
 
@@ -55,11 +56,11 @@ def running(server: Server):
         thread.join()
 
 
-def workload(name: str, n: int, gen_length: int):
+def workload(name: str, n: int, gen_length: int, zoo_sampler: str = "threshold"):
     """(model, served name, sampler name, options, prompts) for one benchmark model."""
     if name == "zoo":
         model = load_model("tiny-llada")
-        return model, "tiny-llada", "threshold", {}, [s.prompt for s in make_samples("copy", per_length=n, lengths=(4,))][:n]
+        return model, "tiny-llada", zoo_sampler, {}, [s.prompt for s in make_samples("copy", per_length=n, lengths=(4,))][:n]
     model = build_model()
     g = torch.Generator().manual_seed(0)
     prompts = [torch.randint(0, 31000, (int(k),), generator=g).tolist() for k in torch.randint(32, 96, (n,), generator=g)]
@@ -118,10 +119,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--gen-length", type=int, default=32, help="mid model's canvas (a multiple of 32)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--sampler", default="threshold", help="the zoo model's sampler, e.g. wino or llada21")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for name in args.models:
-        model, model_name, sampler_name, options, prompts = workload(name, args.requests, args.gen_length)
+        model, model_name, sampler_name, options, prompts = workload(name, args.requests, args.gen_length, args.sampler)
         sampler = Sampler(sampler_name, **options)
         warm = prompts[0] if isinstance(prompts[0], str) else torch.tensor(prompts[0])
         sampler.generate(model, warm)  # warm-up, excluded

@@ -20,6 +20,7 @@ from .axes import AXES, resolve_rule, unpack_axes
 from .compat import check_model, check_plan
 from .components import Component
 from .config import DecodeConfig, fit_lengths
+from .driver import Driver
 from .loop import StepEvent
 from .plan import DecodePlan
 from .models.adapter import DiffusionLM
@@ -30,7 +31,7 @@ from .samplers.base import CommitRule, TokenOptions
 from .samplers.blocks import BLOCKS, FixedBlocks
 from .samplers.early import BlockEndOfTextFill, EndOfTextFill
 from .samplers.registry import Preset
-from .state import new_state
+from .state import DecodeState, new_state
 
 
 class Sampler:
@@ -171,6 +172,29 @@ class Sampler:
         `on_step(event)` streams each step's new commits (`loop.StepEvent`: step, [B, G] committed mask,
         their tokens, the canvas), as CPU tensors; it costs one device->host copy per step, only when given.
         """
+        fitted, model, state, generator = self._new_request(model, prompt, canvas, on_step)
+        plan = fitted.plan
+        _synchronize(model.device)
+        start = time.perf_counter()
+        plan.loop.run(model, state, plan, generator)
+        _synchronize(model.device)
+        return build_result(model, state, time.perf_counter() - start, fitted.config, plan.cache.nbytes(state),
+                            {**plan.loop.stats(state), **plan.revision.stats(state.revision_state), **model.stats()})
+
+    @torch.no_grad()
+    def start(self, model: DiffusionLM, prompt: Any, *, canvas: torch.Tensor | None = None,
+              on_step: Callable[[StepEvent], None] | None = None) -> Driver:
+        """The request `generate` would decode, set up and not yet stepped: its `Driver`, which a caller advances
+        with `step()` (or `begin_step()` / `end_step(logits)`), as a server interleaving requests does. Arguments
+        as `generate`; a loop that does not step (`uniform`) raises `ValueError`. Step it under `torch.no_grad()`."""
+        fitted, model, state, generator = self._new_request(model, prompt, canvas, on_step)
+        return Driver(model, state, fitted.plan, generator)
+
+    def _new_request(self, model: Any, prompt: Any, canvas: torch.Tensor | None,
+                     on_step: Callable[[StepEvent], None] | None) -> tuple["Sampler", DiffusionLM, DecodeState,
+                                                                           torch.Generator | None]:
+        """The set-up `generate` and `start` share: the prompts encoded, this sampler fitted to them, the request's
+        state (canvas, rule state, `on_step`), its generator; the model told a request begins."""
         if on_step is not None and not callable(on_step):
             raise ValueError(f"`on_step` must be a callable taking a StepEvent, got {type(on_step).__name__}; "
                              "e.g. on_step=lambda event: print(event.step, event.committed.sum().item())")
@@ -190,12 +214,7 @@ class Sampler:
         state.rule_state = fitted.rule.init_state(len(prompts), cfg.gen_length, state.x.device)
         state.on_step = on_step
         model.begin_request()
-        _synchronize(model.device)
-        start = time.perf_counter()
-        plan.loop.run(model, state, plan, generator)
-        _synchronize(model.device)
-        return build_result(model, state, time.perf_counter() - start, fitted.config, plan.cache.nbytes(state),
-                            {**plan.loop.stats(state), **plan.revision.stats(state.revision_state), **model.stats()})
+        return fitted, model, state, generator
 
 
 def _check_canvas(canvas: Any, batch: int, gen_length: int, model: DiffusionLM) -> torch.Tensor:

@@ -4,7 +4,8 @@ A loop contributes a `LoopStep` per request: the forwards and commits of one ste
 rest, written once: which rows are still decoding, the step's host sync (the done count, plus any count
 the step asks for), the step-limit guard, early-commit fills after the commit, block moves, the trace
 history and `on_step` events, and the step counter. `Driver(...).step()` advances one step at a time
-(a server interleaving requests needs that); `.run()` steps to the end.
+(a server interleaving requests needs that), split at its forward by `.begin_step()` / `.end_step(logits)` for
+a server that fuses several requests' forwards; `.run()` steps to the end.
 """
 from __future__ import annotations
 
@@ -143,6 +144,47 @@ class LoopStep:
         raise NotImplementedError
 
 
+@dataclass
+class Window:
+    """A one-forward step's prepared forward: the rows it feeds and the canvas columns [B, n] it reads (`real`
+    [B, n] bool: not a clamped or padding column)."""
+
+    rows: Rows
+    cols: Tensor
+    real: Tensor
+
+
+class ForwardStep(LoopStep):
+    """A step of exactly one forward, split so a caller can supply that forward's logits (a server fusing several
+    requests' forwards into one): `prepare_step`, then `forward` (or the caller's logits), then `finish`."""
+
+    def prepare_step(self, rows: Rows, counts: list[int]) -> Window:
+        """The forward's rows and columns, from the step's host `counts` (e.g. the head's width)."""
+        raise NotImplementedError
+
+    def forward(self, window: Window) -> Tensor:
+        """The step's own counted forward: logits [B, n, V] at `window.cols`."""
+        raise NotImplementedError
+
+    def finish(self, window: Window, logits: Tensor) -> Tensor | None:
+        """Everything after the forward (decision, commit, review); returns the block steps taken, as `advance`."""
+        raise NotImplementedError
+
+    def advance(self, rows: Rows, counts: list[int]) -> Tensor | None:
+        window = self.prepare_step(rows, counts)
+        return self.finish(window, self.forward(window))
+
+
+@dataclass
+class Pending:
+    """A begun driver step: the rows decoding, the counts read in its host sync, and for a `ForwardStep` its
+    prepared forward (None for other loops, which run their step whole)."""
+
+    rows: Rows
+    counts: list[int]
+    window: Window | None
+
+
 class StepLoop(Loop):
     """A loop that contributes one step at a time to the `Driver`."""
 
@@ -173,26 +215,48 @@ class Driver:
 
     def step(self) -> bool:
         """Advance one step; False (and nothing run) once every row is done."""
-        if self.finished:
+        pending = self.begin_step()
+        if pending is None:
             return False
+        self.end_step(pending)
+        return True
+
+    def begin_step(self) -> Pending | None:
+        """The step up to its forward: the one host sync and the step-limit guard; None once every row is done.
+        For a `ForwardStep` it also prepares the forward, whose logits `end_step` may then be handed."""
+        if self.finished:
+            return None
         state = self.state
         active = ~state.done
         # the step's one host sync: the rows still decoding, plus the counts the step asked for
         n_active, *counts = torch.stack([active.sum(), *self.work.counts(active)]).tolist()
         if n_active == 0:
             self.finished = True
-            return False
+            return None
         if state.step >= self.limit:
             name = self.plan.loop.name
             raise RuntimeError(f"`loop={name!r}` did not finish in {self.limit} steps: some row committed nothing "
                                f"step after step (a commit rule that never commits, e.g. a threshold no token "
                                f"reaches with nothing forcing one per step); use a preset rule, which commits at "
                                f"least one token per row and step")
-        taken = self.work.advance(Rows(active, n_active), counts)
-        revision = state.revision_state  # set by a loop with the revision hook (loop.DenoiseStep) when revising
-        finish_step(state, self.plan, active, self.eos_ids, taken, self.work.moves_blocks,
+        rows = Rows(active, n_active)
+        window = self.work.prepare_step(rows, counts) if isinstance(self.work, ForwardStep) else None
+        return Pending(rows, counts, window)
+
+    def end_step(self, pending: Pending, logits: Tensor | None = None) -> None:
+        """The rest of a begun step: the step's work (with `logits` [B, n, V] at `pending.window.cols` when the
+        caller ran the forward, which it then also counted), then early-commit fills, block moves, the count."""
+        if pending.window is None:
+            if logits is not None:
+                raise ValueError(f"`logits` can be supplied only to a one-forward step (loop `denoise`), got them "
+                                 f"for `loop={self.plan.loop.name!r}`; call `end_step(pending)` for it")
+            taken = self.work.advance(pending.rows, pending.counts)
+        else:
+            work = self.work
+            taken = work.finish(pending.window, work.forward(pending.window) if logits is None else logits)
+        revision = self.state.revision_state  # set by a loop with the revision hook (loop.DenoiseStep) when revising
+        finish_step(self.state, self.plan, pending.rows.mask, self.eos_ids, taken, self.work.moves_blocks,
                     None if revision is None else revision.hold)
-        return True
 
     def run(self) -> None:
         while self.step():

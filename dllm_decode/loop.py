@@ -19,8 +19,8 @@ import torch
 from torch import Tensor
 
 from . import revocable
-from .driver import (Driver, LoopStep, Rows, StepEvent, StepLoop, advance_blocks, count_forward, finish_step,
-                     prepare, record_step)
+from .driver import (Driver, ForwardStep, LoopStep, Rows, StepEvent, StepLoop, Window, advance_blocks,
+                     count_forward, finish_step, prepare, record_step)
 from .models.adapter import DiffusionLM
 from .plan import LOOPS, DecodePlan
 from .samplers.base import Decision, StepInput
@@ -114,8 +114,9 @@ def decide(state: DecodeState, plan: DecodePlan, logits: Tensor, cols: Tensor, r
     return step, decision
 
 
-class DenoiseStep(LoopStep):
-    """Plain denoising's step: one forward over the window, the rule's decision, the commit."""
+class DenoiseStep(ForwardStep):
+    """Plain denoising's step: one forward over the window, the rule's decision, the commit (and the revision
+    hook's review). Split at its forward (`ForwardStep`) so the server can fuse it with other requests'."""
 
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
@@ -135,19 +136,25 @@ class DenoiseStep(LoopStep):
         self.masked = self.real & state.is_mask.gather(1, self.cols) & active[:, None]
         return [self.masked.sum(1).max()]  # the widest row's masked columns: the head's width
 
-    def advance(self, rows: Rows, counts: list[int]) -> None:
-        d = self.driver
+    def prepare_step(self, rows: Rows, counts: list[int]) -> Window:
+        """The window `counts` read, cut to its masked columns when the head reads only those."""
         cols, real = self.cols, self.real
         if self.compact and counts[0] < cols.shape[1]:
             cols, real = masked_first(cols, real, self.masked, max(counts[0], 1))
+        return Window(rows, cols, real)
+
+    def forward(self, window: Window) -> Tensor:
+        d, rows = self.driver, window.rows
         if self.shadow:  # WINO: the same counted forward also predicts each window column with itself hidden
-            logits = revocable.shadow_logits(d.model, d.state, cols, rows.mask)
-        else:
-            logits = step_logits(d.model, d.state, d.plan, rows.index, cols, rows.mask)
-        step, decision = decide(d.state, d.plan, logits, cols, real, rows.mask, d.eos_ids, d.generator)
+            return revocable.shadow_logits(d.model, d.state, window.cols, rows.mask)
+        return step_logits(d.model, d.state, d.plan, rows.index, window.cols, rows.mask)
+
+    def finish(self, window: Window, logits: Tensor) -> None:
+        d, cols, real, active = self.driver, window.cols, window.real, window.rows.mask
+        step, decision = decide(d.state, d.plan, logits, cols, real, active, d.eos_ids, d.generator)
         commit(d.state, decision, cols, real)
         if self.revising:  # re-mask / replace tokens committed before this step, under the budget
-            revocable.revise(d.state, d.plan, step, decision, cols, real, rows.mask)
+            revocable.revise(d.state, d.plan, step, decision, cols, real, active)
 
 
 @LOOPS.register

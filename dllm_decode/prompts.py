@@ -39,7 +39,7 @@ def warn_unknown_words(model: DiffusionLM, text: str, ids: list[int]) -> None:
     warnings.warn(f"{count} token(s) of the prompt {text[:60]!r} are outside the vocabulary of {model.name}'s "
                   f"tokenizer and became {model.tokenizer.unk_token!r}; the output will not be meaningful (the tiny "
                   "zoo models know only the names and words of their task suite)",
-                  UserWarning, stacklevel=6)  # the caller of Sampler.generate (its no_grad wrapper adds a frame)
+                  UserWarning, stacklevel=7)  # the caller of Sampler.generate or .start (past no_grad, _new_request)
 
 
 def encode_prompts(model: DiffusionLM, prompt: Any, chat_template: bool | None) -> list[Tensor]:

@@ -10,7 +10,6 @@ import torch
 from dllm_decode import Sampler, load_model
 from dllm_decode.cache.windowed import WindowState
 from dllm_decode.driver import Driver, step_limit
-from dllm_decode.prompts import encode_prompts
 from dllm_decode.samplers.base import Decision
 from dllm_decode.samplers.editing import EditingState
 from dllm_decode.samplers.revision import Monotone
@@ -20,7 +19,6 @@ from dllm_decode.speculative.deer import DraftStep
 from dllm_decode.speculative.routing import ROUTE_CLASSES, UCB, Arms, Hysteresis, Outcome, Switch
 from dllm_decode.speculative.s2d2 import S2D2
 from dllm_decode.speculative.verifier import Acceptance
-from dllm_decode.state import new_state
 from dllm_decode.uniform import UniformDenoise
 
 PROMPTS = ["copy [ Gemma Murray ]", "reverse [ Gemma Murray , Gavin Turner , Eleanor Jenkins ]"]
@@ -34,14 +32,8 @@ def zoo():
 
 
 def driver_for(sampler: Sampler, model, prompts=PROMPTS) -> Driver:
-    """A driver over a fresh request state, built as `Sampler.generate` builds it."""
-    ids = encode_prompts(model, prompts, sampler.decode.chat_template)
-    fitted = sampler.fit(model, max(p.numel() for p in ids))
-    plan, cfg = fitted.plan, fitted.decode
-    state = new_state(ids, cfg.gen_length, plan.blocks.first_end(cfg.gen_length), model.pad_id, model.mask_id, False)
-    state.rule_state = fitted.rule.init_state(len(ids), cfg.gen_length, state.x.device)
-    model.begin_request()
-    return Driver(model, state, plan, None)
+    """A driver over a fresh request state, set up as `Sampler.generate` sets it up (`Sampler.start`)."""
+    return sampler.start(model, prompts)
 
 
 def cases(zoo):
@@ -161,3 +153,27 @@ def test_a_revision_holds_its_rows_open_under_the_driver(zoo):
     while driver.step():
         held += int((~state.is_mask.any(1) & ~state.done).sum())  # rows with nothing left to unmask, still open
     assert held > 0 and bool(state.done.all()) and not bool(state.is_mask.any())
+
+
+@pytest.mark.parametrize("name", ["threshold", "wino", "llada21"])
+def test_the_split_step_composed_equals_step(zoo, name):
+    """`begin_step`, the step's own forward handed in as logits, then `end_step`: the same request as `step()`
+    (canvas, steps, forwards per request and per row), a revising rule's hook and held rows included."""
+    model = zoo["tiny-llada"]
+    sampler = Sampler(name, gen_length=G, block_length=4)
+    whole, split = driver_for(sampler, model), driver_for(sampler, model)
+    with torch.no_grad():
+        whole.run()
+        while (pending := split.begin_step()) is not None:
+            split.end_step(pending, split.work.forward(pending.window))
+    a, b = whole.state, split.state
+    assert torch.equal(a.canvas, b.canvas) and torch.equal(a.row_nfe, b.row_nfe)
+    assert (a.step, a.nfe) == (b.step, b.nfe) and split.begin_step() is None
+
+
+def test_only_a_one_forward_step_takes_logits(zoo):
+    driver = Sampler("ssd", gen_length=G, block_length=4).start(zoo["tiny-llada"], PROMPTS)
+    pending = driver.begin_step()
+    assert pending.window is None
+    with pytest.raises(ValueError, match="`logits` can be supplied only to a one-forward step.*`loop='ssd'`"):
+        driver.end_step(pending, torch.zeros(2, 4, 8))

@@ -326,6 +326,18 @@ def test_api_key_is_required_when_set(model, prompts):
         assert good.completions.create(model=NAME, prompt=prompts[0]).choices[0].text == expected(model, prompts[0])[0]
 
 
+def step_cohorts(model, cohorts: list[Cohort]) -> None:
+    """One step of every cohort, as the scheduler steps them: one fused forward for the shared ones."""
+    live = [(c, p) for c in cohorts if c.shared for p in [c.pending()] if p is not None]
+    if live:
+        for (c, p), logits in zip(live, fused_logits(model, [c for c, _ in live], [p for _, p in live])):
+            c.commit(p, logits)
+    for c in cohorts:
+        p = None if c.shared else c.pending()
+        if p is not None:
+            c.commit(p, c.forward(p))
+
+
 @pytest.mark.parametrize("make", [tiny_llada_module, tiny_dream_module])
 def test_cohorts_joining_a_shared_forward_mid_flight_equal_generate(make):
     """Deterministic (no HTTP): a cohort starts at each of the first four steps, with different samplers,
@@ -344,14 +356,7 @@ def test_cohorts_joining_a_shared_forward_mid_flight_equal_generate(make):
         for step in range(100):
             if step < 4:
                 cohorts.append(Cohort(model, samplers[step], batches[step], list(range(len(batches[step])))))
-            live = [(c, p) for c in cohorts if c.shared for p in [c.pending()] if p is not None]
-            if live:
-                for (c, p), logits in zip(live, fused_logits(model, [c for c, _ in live], [p for _, p in live])):
-                    c.commit(p, logits)
-            for c in cohorts:
-                p = None if c.shared else c.pending()
-                if p is not None:
-                    c.commit(p, c.forward(model, p))
+            step_cohorts(model, cohorts)
     assert [c.shared for c in cohorts] == [True, True, True, False]
     for sampler, batch, cohort in zip(samplers, batches, cohorts):
         done, ids, _, nfe = cohort.answers()
@@ -438,12 +443,59 @@ def test_cli_serve_without_the_extra_names_the_install_command(monkeypatch, caps
     assert 'needs the serve extra' in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("sampler", ["ssd", "wino", "llada21"])
 @pytest.mark.parametrize("stream", [False, True])
-def test_a_loop_that_runs_whole_equals_generate(model, client, prompts, stream, sampler):
-    """`ssd` and the revising rules (WINO, LLaDA2.1 editing) run whole through `Sampler.generate`: the cohort's
-    step copies plain denoising, which has no revision hook. Streamed in one chunk."""
+def test_a_loop_that_runs_whole_equals_generate(model, client, prompts, stream):
+    """`ssd` (several forwards per step) runs whole through `Sampler.generate`. Streamed in one chunk."""
     reply = client.completions.create(model=NAME, prompt=prompts[6], stream=stream,
-                                      extra_body={"dllm": {"sampler": sampler}})
+                                      extra_body={"dllm": {"sampler": "ssd"}})
     text = "".join(c.choices[0].text for c in reply if c.choices) if stream else reply.choices[0].text
-    assert text == expected(model, prompts[6], sampler=sampler)[0]
+    assert text == expected(model, prompts[6], sampler="ssd")[0]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_revising_rules_step_in_cohorts_and_equal_generate(model, client, prompts, stream):
+    """WINO (its own shadow forward) and LLaDA2.1 editing (the shared plain forward) step in cohorts beside a
+    plain request, through the driver's revision hook: text and `nfe` equal `generate` alone."""
+    samplers = ["wino", "llada21", "threshold"]
+
+    def one(name: str) -> tuple:
+        reply = client.completions.create(model=NAME, prompt=prompts[6], stream=stream,
+                                          stream_options={"include_usage": True} if stream else None,
+                                          extra_body={"dllm": {"sampler": name}})
+        if not stream:
+            return reply.choices[0].text, reply.usage.model_dump()["nfe"]
+        chunks = list(reply)
+        return "".join(c.choices[0].text for c in chunks if c.choices), chunks[-1].usage.model_dump()["nfe"]
+
+    with ThreadPoolExecutor(3) as pool:
+        replies = list(pool.map(one, samplers))
+    for name, reply in zip(samplers, replies):
+        want, _, want_nfe = expected(model, prompts[6], sampler=name)
+        assert reply == (want, want_nfe), name
+
+
+def test_revising_cohorts_equal_generate_and_stream_only_final_text(model, prompts):
+    """Deterministic (no HTTP): LLaDA2.1 editing in the shared forward beside a plain cohort, WINO with its own
+    shadow forward; each equals `generate` of its prompts in ids and per-row forwards, and the ids a decoding
+    row reports are always a prefix of its final ids (a revision never changes text already streamed)."""
+    specs = [("llada21", {"block_length": 8}), ("threshold", {"block_length": 8}), ("wino", {"block_length": 8})]
+    samplers = [Sampler(name, **options).fit(model, 1) for name, options in specs]
+    batches = [prompts[i:i + 2] for i in (0, 2, 4)]
+    encoded = [[torch.tensor(model.tokenizer(p, add_special_tokens=False).input_ids) for p in b] for b in batches]
+    cohorts = [Cohort(model, s, b, [0, 1]) for s, b in zip(samplers, encoded)]
+    assert [c.shared for c in cohorts] == [True, True, False]
+    reported: list[list[tuple[int, list[int]]]] = [[], [], []]  # per cohort: (row, ids) of decoding rows
+    with torch.no_grad():
+        while not all(bool(c.state.done.all()) for c in cohorts):
+            step_cohorts(model, cohorts)
+            for seen, cohort in zip(reported, cohorts):
+                done, ids, _, _ = cohort.answers()
+                # what the stream sends: the reported ids up to the first mask (`TextStream.delta`)
+                seen.extend((row, ids[row][:(ids[row] + [model.mask_id]).index(model.mask_id)])
+                            for row in range(len(ids)) if not done[row])
+    for sampler, batch, cohort, seen in zip(samplers, batches, cohorts, reported):
+        done, ids, _, nfe = cohort.answers()
+        reference = sampler.generate(model, batch)
+        assert all(done) and (ids, nfe) == (reference.ids, reference.row_nfe), sampler.name
+        assert all(ids[row][:len(part)] == part for row, part in seen), sampler.name
+    assert any(part for _, part in reported[0]), "LLaDA2.1's finished blocks stream before the request ends"

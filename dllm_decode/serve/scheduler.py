@@ -1,12 +1,12 @@
 """The scheduler: one thread owns the model, admits requests at step boundaries and steps every cohort.
 
 Which request joins how (docs/results/serve.md has the table):
-- plain denoising without a KV cache (dense attention, no CFG): the requests admitted at a boundary form
-  a cohort per sampler configuration, and every such cohort shares one forward per step, so a request
-  joins the running batch at the next step boundary whatever its settings;
-- plain denoising with a KV cache, sparse attention or CFG: the requests of one configuration admitted
-  at a boundary start a new cohort, which then steps beside the running ones with its own forward
-  (a cache holds per-batch K/V that a newcomer cannot be spliced into);
+- plain denoising without a KV cache (dense attention, no CFG; LLaDA2.1's editing included): the requests
+  admitted at a boundary form a cohort per sampler configuration, and every such cohort shares one forward
+  per step, so a request joins the running batch at the next step boundary whatever its settings;
+- plain denoising with a KV cache, sparse attention, CFG or WINO's shadow forward: the requests of one
+  configuration admitted at a boundary start a new cohort, which then steps beside the running ones with
+  its own forward (a cache holds per-batch K/V that a newcomer cannot be spliced into);
 - a request with a `seed` always decodes as a cohort of its own, since a generator serves a whole batch
   and its draws would interleave with its neighbours' (no-cache seeded cohorts still share the forward);
 - other loops (ssd, s2d2, deer, uniform) run whole through `Sampler.generate`, one request at a time,
@@ -143,7 +143,7 @@ class Scheduler:
         except Exception:  # noqa: BLE001 - isolate the cohort at fault below
             log.warning("a shared forward failed; stepping its cohorts one by one", exc_info=True)
             for cohort in live:
-                self._guard(cohort, lambda c: c.commit(steps[id(c)], c.forward(self.model, steps[id(c)])))
+                self._guard(cohort, lambda c: c.commit(steps[id(c)], c.forward(steps[id(c)])))
             self.metrics.add_forwards(len(live))
         else:
             self.metrics.add_forwards(int(bool(live)))
@@ -155,7 +155,7 @@ class Scheduler:
     def _step_own(self, cohort: Cohort) -> None:
         step = cohort.pending()
         if step is not None:
-            cohort.commit(step, cohort.forward(self.model, step))
+            cohort.commit(step, cohort.forward(step))
             self.metrics.add_forwards(1)
         self._report(cohort)
 

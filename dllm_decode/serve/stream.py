@@ -1,7 +1,8 @@
 """Text a client may see: the committed prefix of a canvas, cut at `max_tokens` and at a stop string.
 
 Commits are monotone in the denoising loop (a committed token never changes), so the leading run of
-committed tokens is final; a streamed chunk carries what that prefix gained since the last chunk. A tail
+committed tokens is final (a revising rule's cohort cuts it at the current block, which a revision may still
+change: `Cohort.answers`); a streamed chunk carries what that prefix gained since the last chunk. A tail
 that could still grow into a stop string is held back until it cannot.
 """
 from __future__ import annotations
