@@ -546,3 +546,32 @@ def test_speculative_cohorts_step_beside_a_plain_one_and_equal_generate(model, p
         assert all(done) and (ids, nfe) == (reference.ids, reference.row_nfe), name
         assert all(ids[row][:len(part)] == part for row, part in seen), name
     assert any(part for _, part in reported[3]), "deer's verified prefix streams before the request ends"
+
+
+def test_uniform_has_no_driver_and_runs_whole_equal_to_generate():
+    """DiffusionGemma's uniform-noise loop has no driver: the scheduler runs it whole through `generate`, and
+    its answer equals `generate` alone; every driver loop is steppable."""
+    pytest.importorskip("transformers.models.diffusion_gemma")
+    from dllm_decode.models.diffusion_gemma import wrap_diffusion_gemma
+    from dllm_decode.serve.cohort import steppable
+
+    from .test_diffusion_gemma import EOS as GEMMA_EOS, tiny_diffusion_gemma
+
+    module = tiny_diffusion_gemma()
+    module.generation_config.max_denoising_steps = 6
+    model = wrap_diffusion_gemma(module, eos_ids=(GEMMA_EOS,))
+    options = {"loop": "uniform", "gen_length": 16, "seed": 11}
+    assert not steppable(Sampler("eb", **options).fit(model, 5))
+    assert all(steppable(Sampler(name).fit(load_model(NAME), 5)) for name in ("threshold", "wino", "ssd"))
+    job = JobBuilder(model, "m", "eb", options).build({"prompt": [5, 6, 7, 8, 9]}, "completion")
+    events: list = []
+    scheduler = Scheduler(model, server_metrics())
+    scheduler.submit(Ticket(job, lambda kind, payload: events.append((kind, payload))))
+    scheduler.start()
+    deadline = time.time() + 30
+    while not (events and events[-1][0] in ("done", "error")):
+        assert time.time() < deadline
+        time.sleep(0.01)
+    scheduler.stop()
+    reference = Sampler("eb", **options).generate(model, torch.tensor([5, 6, 7, 8, 9]))
+    assert events == [("done", {"ids": reference.ids[0], "nfe": reference.row_nfe[0]})]
