@@ -514,14 +514,20 @@ def test_revising_cohorts_equal_generate_and_stream_only_final_text(model, promp
     assert any(part for _, part in reported[0]), "LLaDA2.1's finished blocks stream before the request ends"
 
 
-def test_speculative_cohorts_step_beside_a_plain_one_and_equal_generate(model, prompts):
+SPECULATIVE = [("ssd", "tiny-llada", {}), ("s2d2", "tiny-sdar", {}), ("deer", "tiny-ar", {"drafter": "tiny-deer-drafter"})]
+
+
+@pytest.fixture(scope="module")
+def zoo(model):
+    return {"tiny-llada": model, "tiny-sdar": load_model("tiny-sdar"), "tiny-ar": load_model("tiny-ar")}
+
+
+def test_speculative_cohorts_step_beside_a_plain_one_and_equal_generate(zoo, model, prompts):
     """Deterministic (no HTTP): ssd (LLaDA), s2d2 (SDAR, block diffusion) and deer (an AR target with its
     drafter) each step in a cohort of their own, one step per round beside a threshold cohort in the shared
     forward; each equals `generate` of its prompts in ids and per-row forwards, and the ids a decoding row
     reports are always a prefix of its final ids (committed, for deer verified, tokens are final)."""
-    zoo = {"tiny-llada": model, "tiny-sdar": load_model("tiny-sdar"), "tiny-ar": load_model("tiny-ar")}
-    specs = [("threshold", "tiny-llada", {}), ("ssd", "tiny-llada", {}), ("s2d2", "tiny-sdar", {}),
-             ("deer", "tiny-ar", {"drafter": "tiny-deer-drafter"})]
+    specs = [("threshold", "tiny-llada", {}), *SPECULATIVE]
     samplers = [Sampler(name, **options).fit(zoo[m], 1) for name, m, options in specs]
     batches = [prompts[i:i + 2] for i in (0, 2, 4, 6)]
     encoded = [[torch.tensor(zoo[m].tokenizer(p, add_special_tokens=False).input_ids) for p in b]
@@ -575,3 +581,24 @@ def test_uniform_has_no_driver_and_runs_whole_equal_to_generate():
     scheduler.stop()
     reference = Sampler("eb", **options).generate(model, torch.tensor([5, 6, 7, 8, 9]))
     assert events == [("done", {"ids": reference.ids[0], "nfe": reference.row_nfe[0]})]
+
+
+@pytest.mark.parametrize("name, model_name, options", SPECULATIVE)
+def test_a_speculative_row_leaving_mid_flight_leaves_its_neighbour_as_if_alone(zoo, prompts, name, model_name,
+                                                                                  options):
+    """A client that goes away after the first step: its row stops, the other row of the cohort still equals
+    `generate` of its prompt alone in ids and forwards."""
+    model = zoo[model_name]
+    sampler = Sampler(name, **options).fit(model, 1)
+    encoded = [torch.tensor(model.tokenizer(p, add_special_tokens=False).input_ids) for p in prompts[3:5]]
+    cohort = Cohort(model, sampler, encoded, [0, 1])
+    with torch.no_grad():
+        cohort.commit(cohort.pending())
+        first = int(cohort.state.row_nfe[0])  # ssd and s2d2 take two forwards in a step, deer one (target)
+        cohort.leave(0)
+        while (step := cohort.pending()) is not None:
+            cohort.commit(step)
+    done, ids, _, nfe = cohort.answers()
+    reference = sampler.generate(model, prompts[4])
+    assert (ids[1], nfe[1]) == (reference.ids[0], reference.row_nfe[0])
+    assert nfe[0] == first and nfe[1] > first, "the row that left took no forward after it left"
