@@ -543,7 +543,8 @@ def test_speculative_cohorts_step_beside_a_plain_one_and_equal_generate(zoo, mod
             for seen, cohort, (_, m, _) in zip(reported, cohorts, specs):
                 done, ids, _, _ = cohort.answers()
                 mask = zoo[m].mask_id
-                seen.extend((row, ids[row][:(ids[row] + [mask]).index(mask)]) for row in range(len(ids)) if not done[row])
+                seen.extend((row, ids[row][:(ids[row] + [mask]).index(mask)])
+                            for row in range(len(ids)) if not done[row])
     steps = [c.state.step for c in cohorts]
     assert rounds == max(steps) and all(s > 1 for s in steps), steps  # stepped round by round, none run whole
     for (name, m, _), sampler, batch, cohort, seen in zip(specs, samplers, batches, cohorts, reported):
