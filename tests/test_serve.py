@@ -335,7 +335,7 @@ def step_cohorts(model, cohorts: list[Cohort]) -> None:
     for c in cohorts:
         p = None if c.shared else c.pending()
         if p is not None:
-            c.commit(p, c.forward(p))
+            c.commit(p)  # its own forward(s): a cache's, WINO's shadow one, a speculative loop's several
 
 
 @pytest.mark.parametrize("make", [tiny_llada_module, tiny_dream_module])
@@ -444,12 +444,25 @@ def test_cli_serve_without_the_extra_names_the_install_command(monkeypatch, caps
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_a_loop_that_runs_whole_equals_generate(model, client, prompts, stream):
-    """`ssd` (several forwards per step) runs whole through `Sampler.generate`. Streamed in one chunk."""
-    reply = client.completions.create(model=NAME, prompt=prompts[6], stream=stream,
-                                      extra_body={"dllm": {"sampler": "ssd"}})
-    text = "".join(c.choices[0].text for c in reply if c.choices) if stream else reply.choices[0].text
-    assert text == expected(model, prompts[6], sampler="ssd")[0]
+def test_ssd_steps_in_a_cohort_beside_threshold_and_equals_generate(model, client, prompts, stream):
+    """`ssd` (several forwards per step) steps in a cohort of its own beside a plain request: text and `nfe`
+    equal `generate` alone, streamed and not."""
+    samplers = ["ssd", "threshold"]
+
+    def one(name: str) -> tuple:
+        reply = client.completions.create(model=NAME, prompt=prompts[6], stream=stream,
+                                          stream_options={"include_usage": True} if stream else None,
+                                          extra_body={"dllm": {"sampler": name}})
+        if not stream:
+            return reply.choices[0].text, reply.usage.model_dump()["nfe"]
+        chunks = list(reply)
+        return "".join(c.choices[0].text for c in chunks if c.choices), chunks[-1].usage.model_dump()["nfe"]
+
+    with ThreadPoolExecutor(2) as pool:
+        replies = list(pool.map(one, samplers))
+    for name, reply in zip(samplers, replies):
+        want, _, want_nfe = expected(model, prompts[6], sampler=name)
+        assert reply == (want, want_nfe), name
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -499,3 +512,94 @@ def test_revising_cohorts_equal_generate_and_stream_only_final_text(model, promp
         assert all(done) and (ids, nfe) == (reference.ids, reference.row_nfe), sampler.name
         assert all(ids[row][:len(part)] == part for row, part in seen), sampler.name
     assert any(part for _, part in reported[0]), "LLaDA2.1's finished blocks stream before the request ends"
+
+
+SPECULATIVE = [("ssd", "tiny-llada", {}), ("s2d2", "tiny-sdar", {}), ("deer", "tiny-ar", {"drafter": "tiny-deer-drafter"})]
+
+
+@pytest.fixture(scope="module")
+def zoo(model):
+    return {"tiny-llada": model, "tiny-sdar": load_model("tiny-sdar"), "tiny-ar": load_model("tiny-ar")}
+
+
+def test_speculative_cohorts_step_beside_a_plain_one_and_equal_generate(zoo, model, prompts):
+    """Deterministic (no HTTP): ssd (LLaDA), s2d2 (SDAR, block diffusion) and deer (an AR target with its
+    drafter) each step in a cohort of their own, one step per round beside a threshold cohort in the shared
+    forward; each equals `generate` of its prompts in ids and per-row forwards, and the ids a decoding row
+    reports are always a prefix of its final ids (committed, for deer verified, tokens are final)."""
+    specs = [("threshold", "tiny-llada", {}), *SPECULATIVE]
+    samplers = [Sampler(name, **options).fit(zoo[m], 1) for name, m, options in specs]
+    batches = [prompts[i:i + 2] for i in (0, 2, 4, 6)]
+    encoded = [[torch.tensor(zoo[m].tokenizer(p, add_special_tokens=False).input_ids) for p in b]
+               for (_, m, _), b in zip(specs, batches)]
+    cohorts = [Cohort(zoo[m], s, b, [0, 1]) for (_, m, _), s, b in zip(specs, samplers, encoded)]
+    assert [c.shared for c in cohorts] == [True, False, False, False]
+    reported: list[list[tuple[int, list[int]]]] = [[] for _ in cohorts]  # per cohort: (row, ids) of decoding rows
+    rounds = 0
+    with torch.no_grad():
+        while not all(bool(c.state.done.all()) for c in cohorts):
+            step_cohorts(model, cohorts)
+            rounds += 1
+            for seen, cohort, (_, m, _) in zip(reported, cohorts, specs):
+                done, ids, _, _ = cohort.answers()
+                mask = zoo[m].mask_id
+                seen.extend((row, ids[row][:(ids[row] + [mask]).index(mask)])
+                            for row in range(len(ids)) if not done[row])
+    steps = [c.state.step for c in cohorts]
+    assert rounds == max(steps) and all(s > 1 for s in steps), steps  # stepped round by round, none run whole
+    for (name, m, _), sampler, batch, cohort, seen in zip(specs, samplers, batches, cohorts, reported):
+        done, ids, _, nfe = cohort.answers()
+        reference = sampler.generate(zoo[m], batch)
+        assert all(done) and (ids, nfe) == (reference.ids, reference.row_nfe), name
+        assert all(ids[row][:len(part)] == part for row, part in seen), name
+    assert any(part for _, part in reported[3]), "deer's verified prefix streams before the request ends"
+
+
+def test_uniform_has_no_driver_and_runs_whole_equal_to_generate():
+    """DiffusionGemma's uniform-noise loop has no driver: the scheduler runs it whole through `generate`, and
+    its answer equals `generate` alone; every driver loop is steppable."""
+    pytest.importorskip("transformers.models.diffusion_gemma")
+    from dllm_decode.models.diffusion_gemma import wrap_diffusion_gemma
+    from dllm_decode.serve.cohort import steppable
+
+    from .test_diffusion_gemma import EOS as GEMMA_EOS, tiny_diffusion_gemma
+
+    module = tiny_diffusion_gemma()
+    module.generation_config.max_denoising_steps = 6
+    model = wrap_diffusion_gemma(module, eos_ids=(GEMMA_EOS,))
+    options = {"loop": "uniform", "gen_length": 16, "seed": 11}
+    assert not steppable(Sampler("eb", **options).fit(model, 5))
+    assert all(steppable(Sampler(name).fit(load_model(NAME), 5)) for name in ("threshold", "wino", "ssd"))
+    job = JobBuilder(model, "m", "eb", options).build({"prompt": [5, 6, 7, 8, 9]}, "completion")
+    events: list = []
+    scheduler = Scheduler(model, server_metrics())
+    scheduler.submit(Ticket(job, lambda kind, payload: events.append((kind, payload))))
+    scheduler.start()
+    deadline = time.time() + 30
+    while not (events and events[-1][0] in ("done", "error")):
+        assert time.time() < deadline
+        time.sleep(0.01)
+    scheduler.stop()
+    reference = Sampler("eb", **options).generate(model, torch.tensor([5, 6, 7, 8, 9]))
+    assert events == [("done", {"ids": reference.ids[0], "nfe": reference.row_nfe[0]})]
+
+
+@pytest.mark.parametrize("name, model_name, options", SPECULATIVE)
+def test_a_speculative_row_leaving_mid_flight_leaves_its_neighbour_as_if_alone(zoo, prompts, name, model_name,
+                                                                                  options):
+    """A client that goes away after the first step: its row stops, the other row of the cohort still equals
+    `generate` of its prompt alone in ids and forwards."""
+    model = zoo[model_name]
+    sampler = Sampler(name, **options).fit(model, 1)
+    encoded = [torch.tensor(model.tokenizer(p, add_special_tokens=False).input_ids) for p in prompts[3:5]]
+    cohort = Cohort(model, sampler, encoded, [0, 1])
+    with torch.no_grad():
+        cohort.commit(cohort.pending())
+        first = int(cohort.state.row_nfe[0])  # ssd and s2d2 take two forwards in a step, deer one (target)
+        cohort.leave(0)
+        while (step := cohort.pending()) is not None:
+            cohort.commit(step)
+    done, ids, _, nfe = cohort.answers()
+    reference = sampler.generate(model, prompts[4])
+    assert (ids[1], nfe[1]) == (reference.ids[0], reference.row_nfe[0])
+    assert nfe[0] == first and nfe[1] > first, "the row that left took no forward after it left"

@@ -11,7 +11,9 @@ forward) share one forward per step: `fused_logits` left-pads their rows to one 
 and hands each cohort the logits of its own rows and columns. A row's logits depend only on its own tokens
 (attention mask + positions), so a request may join this shared forward at any step boundary. Cohorts with
 a KV cache keep their cache state per cohort and take their own forward (`forward`) each step, as do
-WINO's, whose shadow forward carries a 4-D mask of its own.
+WINO's, whose shadow forward carries a 4-D mask of its own. The speculative loops (ssd, s2d2, deer) run
+their step's several forwards themselves (`commit` without logits); their canvas holds committed (for deer:
+verified) tokens only, drafts live in the loop's own tensors, so their committed prefix streams as final.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from torch import Tensor
 
 from ..api import Sampler
 from ..cache.base import NoCache
-from ..driver import Pending, count_forward
+from ..driver import Pending, StepLoop, count_forward
 from ..kernels.base import DenseAttention
 from ..loop import Denoise
 from ..models.adapter import DiffusionLM
@@ -31,16 +33,16 @@ from ..state import scatter_rows
 
 
 def steppable(sampler: Sampler) -> bool:
-    """Plain denoising (monotone or revising) can be advanced step by step here; the other loops (speculative,
-    uniform), whose steps take several forwards or none of their own, run whole."""
-    return type(sampler.plan.loop) is Denoise
+    """Every driver loop (plain or revising denoise, and ssd, s2d2, deer, whose steps take several forwards of
+    their own) is advanced step by step here; only `uniform`, which has no driver, runs whole."""
+    return isinstance(sampler.plan.loop, StepLoop)
 
 
 def shares_forward(sampler: Sampler) -> bool:
     """Whether a cohort's forward is a plain full-canvas forward that can be fused with other cohorts'
     (LLaDA2.1's editing reads the plain forward; WINO's shadow forward cannot be fused)."""
     plan = sampler.plan
-    return (steppable(sampler) and type(plan.cache) is NoCache and type(plan.attention) is DenseAttention
+    return (type(plan.loop) is Denoise and type(plan.cache) is NoCache and type(plan.attention) is DenseAttention
             and plan.cfg_scale == 0 and not (plan.revision.revises and plan.revision.shadow))
 
 
@@ -66,8 +68,9 @@ class Cohort:
         """The step's own counted forward (a cache's, WINO's shadow forward): logits at `step.window.cols`."""
         return self.driver.work.forward(step.window)
 
-    def commit(self, step: Pending, logits: Tensor) -> None:
-        """The rest of the step (`Driver.end_step`): the rule decides, commits land, revisions, blocks advance."""
+    def commit(self, step: Pending, logits: Tensor | None = None) -> None:
+        """The rest of the step (`Driver.end_step`): the rule decides, commits land, revisions, blocks advance.
+        Without `logits` the step runs its own forwards (a speculative loop's drafts and verification)."""
         self.driver.end_step(step, logits)
 
     def answers(self) -> tuple[list[bool], list[list[int]], list[list[int]], list[int]]:

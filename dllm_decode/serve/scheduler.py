@@ -9,8 +9,9 @@ Which request joins how (docs/results/serve.md has the table):
   its own forward (a cache holds per-batch K/V that a newcomer cannot be spliced into);
 - a request with a `seed` always decodes as a cohort of its own, since a generator serves a whole batch
   and its draws would interleave with its neighbours' (no-cache seeded cohorts still share the forward);
-- other loops (ssd, s2d2, deer, uniform) run whole through `Sampler.generate`, one request at a time,
-  between two steps of the others.
+- the speculative loops (ssd, s2d2, deer) form cohorts as a KV-cache configuration does, and each such
+  cohort runs its step's own forwards (drafts, candidates, verification), never fused, between the others';
+- `uniform` (no driver) runs whole through `Sampler.generate`, one request at a time, between two steps.
 A finished row is answered and leaves at the step it finishes; a cancelled one leaves at the next boundary.
 """
 from __future__ import annotations
@@ -104,7 +105,7 @@ class Scheduler:
         return admitted
 
     def _start(self, tickets: list[Ticket]) -> None:
-        """New cohorts: one per configuration, one per seeded request; whole-run loops run here and now."""
+        """New cohorts: one per configuration, one per seeded request; `uniform` runs whole here and now."""
         groups: dict[Any, list[Ticket]] = {}
         for ticket in tickets:
             sampler = ticket.job.sampler
@@ -153,10 +154,12 @@ class Scheduler:
             self._guard(cohort, self._report)
 
     def _step_own(self, cohort: Cohort) -> None:
+        """A step with the cohort's own forwards: one (a cache's, WINO's) or several (a speculative loop's)."""
         step = cohort.pending()
         if step is not None:
-            cohort.commit(step, cohort.forward(step))
-            self.metrics.add_forwards(1)
+            before = cohort.state.nfe
+            cohort.commit(step)  # `Driver.end_step` runs the step's own forward(s), counted in `nfe`
+            self.metrics.add_forwards(cohort.state.nfe - before)
         self._report(cohort)
 
     def _guard(self, cohort: Cohort, action: Callable[[Cohort], Any]) -> Any:
@@ -189,7 +192,7 @@ class Scheduler:
                 cohort.members[row] = None
 
     def _run_whole(self, ticket: Ticket) -> None:
-        """A loop that cannot be stepped from outside: `Sampler.generate` for this request alone."""
+        """A loop without a driver (`uniform`): `Sampler.generate` for this request alone."""
         def on_step(event: Any) -> None:
             if ticket.cancelled:
                 raise Abandoned
