@@ -10,8 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from transformers import PretrainedConfig, PreTrainedModel
 
-from .layers import (init_weights, LogitsOutput, RMSNorm, add_residual, attend, build_context, default_positions,
-                     select_rows, swiglu)
+from .layers import (DecoderStack, init_weights, LogitsOutput, RMSNorm, add_residual, attend, swiglu)
 
 
 class DreamConfig(PretrainedConfig):
@@ -103,7 +102,7 @@ class QwenBody(nn.Module):
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
 
-class DreamModel(PreTrainedModel):
+class DreamModel(DecoderStack, PreTrainedModel):
     """Dream with the library's forward: explicit positions, bool masks, a KV store and `logits_for`."""
 
     config_class = DreamConfig
@@ -120,18 +119,7 @@ class DreamModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         init_weights(module)
 
-    def head(self, hidden: Tensor) -> Tensor:
-        if self.config.tie_word_embeddings:
-            return nn.functional.linear(hidden, self.model.embed_tokens.weight)
-        return self.lm_head(hidden)  # through the module, so a packed CPU linear (models/packed.py) applies
-
     def forward(self, input_ids: Tensor, positions: Tensor | None = None, attention_mask: Tensor | None = None,
                 cache=None, logits_for: Tensor | None = None, attention=None) -> LogitsOutput:
         """input_ids [B, L] -> unshifted logits [B, L or n, V]; `logits_for` [B, n] picks hidden rows."""
-        cfg = self.config
-        positions = default_positions(input_ids) if positions is None else positions
-        ctx = build_context(positions, cfg.head_dim, cfg.rope_theta, attention_mask, input_ids.shape[1], cache, attention)
-        x = self.model.embed_tokens(input_ids)
-        for layer in self.model.layers:
-            x = layer(x, ctx)
-        return LogitsOutput(self.head(self.model.norm(select_rows(x, logits_for))))
+        return self.run_layers(input_ids, positions, attention_mask, cache, logits_for, attention, self.config.head_dim)

@@ -182,3 +182,26 @@ class LogitsOutput(dict):
     @property
     def logits(self) -> Tensor:
         return self["logits"]
+
+
+class DecoderStack:
+    """The LM side shared by the decoder families (Dream, SDAR, LLaDA-MoE, LLaDA2): embeddings, the layer stack,
+    the final norm and the head, over a `self.model` body with `layers`, `norm` and an embedding named
+    `embedding_name`. Mixed into each family's `PreTrainedModel`; the families differ in their layers and masks."""
+
+    embedding_name = "embed_tokens"
+
+    def head(self, hidden: Tensor) -> Tensor:
+        if self.config.tie_word_embeddings:
+            return F.linear(hidden, getattr(self.model, self.embedding_name).weight)
+        return self.lm_head(hidden)  # through the module, so a packed CPU linear (models/packed.py) applies
+
+    def run_layers(self, input_ids: Tensor, positions: Tensor | None, mask: Tensor | None, cache: Any,
+                   logits_for: Tensor | None, attention: Any, rotary: Any) -> LogitsOutput:
+        """input_ids [B, L] -> logits [B, L or n, V]; `rotary`: the head dim (or partial rotary dims) of RoPE."""
+        positions = default_positions(input_ids) if positions is None else positions
+        ctx = build_context(positions, rotary, self.config.rope_theta, mask, input_ids.shape[1], cache, attention)
+        x = getattr(self.model, self.embedding_name)(input_ids)
+        for layer in self.model.layers:
+            x = layer(x, ctx)
+        return LogitsOutput(self.head(self.model.norm(select_rows(x, logits_for))))

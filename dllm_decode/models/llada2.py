@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from transformers import PretrainedConfig, PreTrainedModel
 
 from .block_causal import attention_pattern
-from .layers import LogitsOutput, RMSNorm, add_residual, build_context, default_positions, init_weights, select_rows
+from .layers import DecoderStack, LogitsOutput, RMSNorm, add_residual, default_positions, init_weights
 from .moe import ExpertMLP, dispatch, group_limited_sigmoid
 from .rotary import attend_heads, rotary_dims
 
@@ -142,13 +142,14 @@ class LLaDA2Body(nn.Module):
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
 
-class LLaDA2ModelLM(PreTrainedModel):
+class LLaDA2ModelLM(DecoderStack, PreTrainedModel):
     """LLaDA2.x with the library's forward: explicit positions, bool masks, a KV store and `logits_for`."""
 
     config_class = LLaDA2Config
     base_model_prefix = "model"
     _no_split_modules = ["LLaDA2Layer"]
     block_causal = True  # `forward` takes `block_size` (see sdar.with_block_size)
+    embedding_name = "word_embeddings"
 
     def __init__(self, config: LLaDA2Config) -> None:
         super().__init__(config)
@@ -171,22 +172,13 @@ class LLaDA2ModelLM(PreTrainedModel):
         return [k for k in names if (m := re.match(r"model\.layers\.(\d+)\.", k))
                 and int(m.group(1)) >= self.config.num_hidden_layers]
 
-    def head(self, hidden: Tensor) -> Tensor:
-        if self.config.tie_word_embeddings:
-            return nn.functional.linear(hidden, self.model.word_embeddings.weight)
-        return self.lm_head(hidden)  # through the module, so a packed CPU linear (models/packed.py) applies
-
     def forward(self, input_ids: Tensor, positions: Tensor | None = None, attention_mask: Tensor | None = None,
                 cache=None, logits_for: Tensor | None = None, attention=None, block_size: int | None = None) -> LogitsOutput:
         """input_ids [B, L] -> logits [B, L or n, V]; block-causal at `block_size` (default: the config's)."""
         cfg = self.config
         positions = default_positions(input_ids) if positions is None else positions
         mask = attention_pattern(positions, attention_mask, cache, block_size or cfg.block_size)
-        ctx = build_context(positions, self.rotary, cfg.rope_theta, mask, input_ids.shape[1], cache, attention)
-        x = self.model.word_embeddings(input_ids)
-        for layer in self.model.layers:
-            x = layer(x, ctx)
-        return LogitsOutput(self.head(self.model.norm(select_rows(x, logits_for))))
+        return self.run_layers(input_ids, positions, mask, cache, logits_for, attention, self.rotary)
 
 
 def _register() -> None:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from transformers import PretrainedConfig, PreTrainedModel
 
-from .layers import LogitsOutput, RMSNorm, add_residual, build_context, default_positions, init_weights, select_rows
+from .layers import DecoderStack, LogitsOutput, RMSNorm, add_residual, init_weights
 from .moe import ExpertMLP, dispatch, softmax_top_k
 from .rotary import attend_heads, rotary_dims
 
@@ -136,7 +136,7 @@ class LLaDAMoEBody(nn.Module):
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
 
-class LLaDAMoEModelLM(PreTrainedModel):
+class LLaDAMoEModelLM(DecoderStack, PreTrainedModel):
     """LLaDA-MoE with the library's forward: explicit positions, bool masks, a KV store and `logits_for`."""
 
     config_class = LLaDAMoEConfig
@@ -154,21 +154,10 @@ class LLaDAMoEModelLM(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         init_weights(module)
 
-    def head(self, hidden: Tensor) -> Tensor:
-        if self.config.tie_word_embeddings:
-            return nn.functional.linear(hidden, self.model.embed_tokens.weight)
-        return self.lm_head(hidden)  # through the module, so a packed CPU linear (models/packed.py) applies
-
     def forward(self, input_ids: Tensor, positions: Tensor | None = None, attention_mask: Tensor | None = None,
                 cache=None, logits_for: Tensor | None = None, attention=None) -> LogitsOutput:
         """input_ids [B, L] -> logits [B, L or n, V]; bidirectional attention over the unmasked keys."""
-        cfg = self.config
-        positions = default_positions(input_ids) if positions is None else positions
-        ctx = build_context(positions, self.rotary, cfg.rope_theta, attention_mask, input_ids.shape[1], cache, attention)
-        x = self.model.embed_tokens(input_ids)
-        for layer in self.model.layers:
-            x = layer(x, ctx)
-        return LogitsOutput(self.head(self.model.norm(select_rows(x, logits_for))))
+        return self.run_layers(input_ids, positions, attention_mask, cache, logits_for, attention, self.rotary)
 
 
 def _register() -> None:

@@ -20,7 +20,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 from .adapter import DiffusionLM
 from .block_causal import attention_pattern
 from .dream import QwenAttention, QwenLayer
-from .layers import init_weights, LogitsOutput, RMSNorm, attend, build_context, default_positions, select_rows
+from .layers import DecoderStack, init_weights, LogitsOutput, RMSNorm, attend, default_positions
 
 
 class SDARConfig(PretrainedConfig):
@@ -100,7 +100,7 @@ class SDARBody(nn.Module):
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
 
-class SDARForCausalLM(PreTrainedModel):
+class SDARForCausalLM(DecoderStack, PreTrainedModel):
     """SDAR with the library's forward: explicit positions, bool masks and `logits_for`."""
 
     config_class = SDARConfig
@@ -118,11 +118,6 @@ class SDARForCausalLM(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         init_weights(module)
 
-    def head(self, hidden: Tensor) -> Tensor:
-        if self.config.tie_word_embeddings:
-            return nn.functional.linear(hidden, self.model.embed_tokens.weight)
-        return self.lm_head(hidden)  # through the module, so a packed CPU linear (models/packed.py) applies
-
     def forward(self, input_ids: Tensor, positions: Tensor | None = None, attention_mask: Tensor | None = None,
                 cache=None, logits_for: Tensor | None = None, attention=None, block_size: int | None = None) -> LogitsOutput:
         """input_ids [B, L] -> logits [B, L or n, V]. A 2-D key mask (or None) gets the block-causal pattern of
@@ -131,11 +126,7 @@ class SDARForCausalLM(PreTrainedModel):
         cfg = self.config
         positions = default_positions(input_ids) if positions is None else positions
         mask = attention_pattern(positions, attention_mask, cache, block_size or cfg.block_size)
-        ctx = build_context(positions, cfg.head_dim, cfg.rope_theta, mask, input_ids.shape[1], cache, attention)
-        x = self.model.embed_tokens(input_ids)
-        for layer in self.model.layers:
-            x = layer(x, ctx)
-        return LogitsOutput(self.head(self.model.norm(select_rows(x, logits_for))))
+        return self.run_layers(input_ids, positions, mask, cache, logits_for, attention, cfg.head_dim)
 
 
 class _BlockSizeView(nn.Module):
