@@ -16,11 +16,8 @@ bench_cache.py (d_model 512, 8 layers, vocab 32000) with the dual cache, one tok
 from __future__ import annotations
 
 import argparse
-import contextlib
-import socket
 import statistics
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,29 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import openai  # noqa: E402
-import uvicorn  # noqa: E402
 
 from bench_cache import build_model  # noqa: E402
 from dllm_decode import Sampler, load_model  # noqa: E402
 from dllm_decode.evals.tasks import make_samples  # noqa: E402
 from dllm_decode.serve.app import Server  # noqa: E402
-
-
-@contextlib.contextmanager
-def running(server: Server):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    uv = uvicorn.Server(uvicorn.Config(server.app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    while not uv.started:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        uv.should_exit = True
-        thread.join()
+from dllm_decode.serve.background import running  # noqa: E402
 
 
 def workload(name: str, n: int, gen_length: int, zoo_sampler: str = "threshold"):
@@ -135,7 +115,8 @@ def main() -> None:
         print(line, flush=True)
         print(one_batch(model, sampler, prompts), flush=True)
         server = Server(model, model_name, sampler_name, options, max_queue=4 * args.requests, max_rows=64)
-        with running(server) as url:
+        with running(server) as base:
+            url = f"{base}/v1"
             for concurrency in args.concurrency:
                 print(served(url, model_name, prompts, references, concurrency), flush=True)
             forwards = server.metrics.forwards

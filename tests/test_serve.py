@@ -6,8 +6,6 @@ import contextlib
 import http.client
 import json
 import math
-import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,12 +14,12 @@ import torch
 
 pytest.importorskip("starlette", reason="the serve extra: pip install -e '.[serve]'")  # CI installs `test`, which has it
 openai = pytest.importorskip("openai")
-import uvicorn  # noqa: E402
 
 from dllm_decode import Sampler, load_model, wrap  # noqa: E402
 from dllm_decode.cli import main  # noqa: E402
 from dllm_decode.evals.tasks import make_samples  # noqa: E402
 from dllm_decode.serve.app import Server  # noqa: E402
+from dllm_decode.serve.background import running  # noqa: E402
 from dllm_decode.serve.cohort import Cohort, fused_logits  # noqa: E402
 from dllm_decode.serve.scheduler import QueueFull, Scheduler, Ticket  # noqa: E402
 from dllm_decode.serve.schema import JobBuilder, RequestError  # noqa: E402
@@ -65,26 +63,6 @@ def stream_lines(url: str, path: str, body: dict):
     finally:
         conn.sock.close() if conn.sock else None
         conn.close()
-
-
-@contextlib.contextmanager
-def running(server: Server):
-    """Start `server` under uvicorn on a free loopback port; stop it on exit."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    uv = uvicorn.Server(uvicorn.Config(server.app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not uv.started:
-        assert time.time() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=20)
 
 
 @pytest.fixture(scope="module")
@@ -443,12 +421,12 @@ def test_cli_serve_without_the_extra_names_the_install_command(monkeypatch, caps
     assert 'needs the serve extra' in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("samplers", [("ssd", "threshold"), ("wino", "llada21", "threshold")])
 @pytest.mark.parametrize("stream", [False, True])
-def test_ssd_steps_in_a_cohort_beside_threshold_and_equals_generate(model, client, prompts, stream):
-    """`ssd` (several forwards per step) steps in a cohort of its own beside a plain request: text and `nfe`
-    equal `generate` alone, streamed and not."""
-    samplers = ["ssd", "threshold"]
-
+def test_stepping_cohorts_beside_a_plain_request_equal_generate(model, client, prompts, stream, samplers):
+    """Loops with several forwards per step (`ssd`) and the revising rules (WINO on its own shadow forward,
+    LLaDA2.1 editing on the shared plain forward) step in cohorts beside a plain request, through the driver:
+    text and `nfe` equal `generate` alone, streamed and not."""
     def one(name: str) -> tuple:
         reply = client.completions.create(model=NAME, prompt=prompts[6], stream=stream,
                                           stream_options={"include_usage": True} if stream else None,
@@ -458,29 +436,7 @@ def test_ssd_steps_in_a_cohort_beside_threshold_and_equals_generate(model, clien
         chunks = list(reply)
         return "".join(c.choices[0].text for c in chunks if c.choices), chunks[-1].usage.model_dump()["nfe"]
 
-    with ThreadPoolExecutor(2) as pool:
-        replies = list(pool.map(one, samplers))
-    for name, reply in zip(samplers, replies):
-        want, _, want_nfe = expected(model, prompts[6], sampler=name)
-        assert reply == (want, want_nfe), name
-
-
-@pytest.mark.parametrize("stream", [False, True])
-def test_revising_rules_step_in_cohorts_and_equal_generate(model, client, prompts, stream):
-    """WINO (its own shadow forward) and LLaDA2.1 editing (the shared plain forward) step in cohorts beside a
-    plain request, through the driver's revision hook: text and `nfe` equal `generate` alone."""
-    samplers = ["wino", "llada21", "threshold"]
-
-    def one(name: str) -> tuple:
-        reply = client.completions.create(model=NAME, prompt=prompts[6], stream=stream,
-                                          stream_options={"include_usage": True} if stream else None,
-                                          extra_body={"dllm": {"sampler": name}})
-        if not stream:
-            return reply.choices[0].text, reply.usage.model_dump()["nfe"]
-        chunks = list(reply)
-        return "".join(c.choices[0].text for c in chunks if c.choices), chunks[-1].usage.model_dump()["nfe"]
-
-    with ThreadPoolExecutor(3) as pool:
+    with ThreadPoolExecutor(len(samplers)) as pool:
         replies = list(pool.map(one, samplers))
     for name, reply in zip(samplers, replies):
         want, _, want_nfe = expected(model, prompts[6], sampler=name)
