@@ -13,6 +13,15 @@ INIT_STD = 0.3  # peaked predictions: decisions are not near-ties that fp roundi
 torch.set_num_threads(1)  # tiny models: one thread is fastest and immune to oversubscription
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Every test starts at one thread, whatever an earlier test (e.g. the CLI's `--threads`) left behind."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def peaked(module: torch.nn.Module) -> torch.nn.Module:
     with torch.no_grad():
         for p in module.parameters():

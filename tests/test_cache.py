@@ -24,14 +24,6 @@ STRATEGIES = [("prefix", {}), ("dual", {}), ("delayed", {}), ("delayed", {"delay
 IDS = ["prefix", "dual", "delayed-decode", "delayed-greedy", "windowed"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny forwards gain nothing from intra-op threads, and on a shared 2-core box they spin-wait (30x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def start(model: DiffusionLM, sampler: Sampler, prompts: list[Tensor]) -> DecodeState:
     cfg = sampler.decode

@@ -16,14 +16,6 @@ from dllm_decode.models.diffusion_gemma import DiffusionGemmaLM, wrap_diffusion_
 V, CANVAS, EOS, PAD = 128, 8, 39, 0  # EOS: a token this model emits, so rows finish and pad
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_diffusion_gemma(seed: int = 0) -> DiffusionGemmaForBlockDiffusion:
     """Two layers (one sliding, one full attention), four experts. The tied embedding is scaled up so the
     near-identity residual stream predicts the input token: argmax canvases settle and the early stop fires."""

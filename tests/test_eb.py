@@ -16,14 +16,6 @@ from .test_policies import sharpened
 G, BLOCK = 32, 8
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def peaked_models():
     """Sharpened heads: entropies spread from ~1e-7 to ~1 nat, so bounds in that range commit several tokens."""

@@ -22,13 +22,6 @@ from .conftest import EOS, MASK, tiny_dream_module, tiny_llada_module
 G = 32
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only add contention on shared CPUs
-    yield
-    torch.set_num_threads(threads)
-
 
 def sharpened(module: nn.Module, head: str, scale: float = 8.0) -> nn.Module:
     with torch.no_grad():

@@ -31,13 +31,6 @@ MASK, EOS = 127, 126  # the fixtures' tiny vocabulary: 128 ids, the last two spe
 CLASSES = {"llada2": LLaDA2ModelLM, "llada_moe": LLaDAMoEModelLM, "sdar": SDARForCausalLM}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module", params=NAMES)
 def published(request):

@@ -29,14 +29,6 @@ G, BLOCK = 32, 8
 PUBLISHED = Path(__file__).parent / "fixtures" / "published"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def models():
     """Sharpened heads, so confidences spread over (0, 1] and both thresholds and re-masks are exercised."""

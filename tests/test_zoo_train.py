@@ -16,14 +16,6 @@ MICRO = TrainConfig(d_model=32, n_layers=1, n_heads=2, n_kv_heads=2, mlp=64, ste
                     save_every=2, copy_warmup=2, mask_warmup=4)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_mask_floor_holds_then_falls_to_zero():
     cfg = TrainConfig(mask_warmup=1000)
     floors = [mask_floor(cfg, s) for s in range(0, 1201, 50)]
