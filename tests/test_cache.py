@@ -24,7 +24,6 @@ STRATEGIES = [("prefix", {}), ("dual", {}), ("delayed", {}), ("delayed", {"delay
 IDS = ["prefix", "dual", "delayed-decode", "delayed-greedy", "windowed"]
 
 
-
 def start(model: DiffusionLM, sampler: Sampler, prompts: list[Tensor]) -> DecodeState:
     cfg = sampler.decode
     state = new_state(prompts, cfg.gen_length, sampler.plan.blocks.first_end(cfg.gen_length), model.pad_id,

@@ -22,7 +22,6 @@ from .conftest import EOS, MASK, tiny_dream_module, tiny_llada_module
 G = 32
 
 
-
 def sharpened(module: nn.Module, head: str, scale: float = 8.0) -> nn.Module:
     with torch.no_grad():
         dict(module.named_parameters())[head].mul_(scale)

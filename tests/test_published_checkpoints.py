@@ -31,7 +31,6 @@ MASK, EOS = 127, 126  # the fixtures' tiny vocabulary: 128 ids, the last two spe
 CLASSES = {"llada2": LLaDA2ModelLM, "llada_moe": LLaDAMoEModelLM, "sdar": SDARForCausalLM}
 
 
-
 @pytest.fixture(scope="module", params=NAMES)
 def published(request):
     return request.param, load_model(FIXTURES / request.param)
