@@ -92,6 +92,12 @@ def confidence_of(logp: Tensor, x0: Tensor) -> Tensor:
     return token_log_prob(logp, x0).exp()
 
 
+def token_probability(logits: Tensor, tokens: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """p(tokens) [B, n] from a softmax in `dtype`: the revising rules compare it with thresholds in the precision
+    of their authors' code (SGLang's editing: fp32; WINO: fp64)."""
+    return torch.softmax(logits.to(dtype), dim=-1).gather(-1, tokens[..., None]).squeeze(-1)
+
+
 def masked_confidence(confidence: Tensor, x0: Tensor, step: StepInput) -> Tensor:
     """-inf where a row may not commit; with `confidence_eos_eot_inf`, EOS predictions rank last."""
     if step.tokens.confidence_eos_eot_inf:

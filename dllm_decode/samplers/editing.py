@@ -24,13 +24,9 @@ import torch
 from torch import Tensor
 
 from .. import validation
-from .base import CommitRule, Decision, StepInput, at_least_argmax, forbid_eos, masked_confidence, sample_tokens
+from .base import (CommitRule, Decision, StepInput, at_least_argmax, forbid_eos, masked_confidence, sample_tokens,
+                   token_probability)
 from .revision import REVISIONS, BudgetedRevision, Review, RevisionState
-
-
-def top_probability(logits: Tensor, tokens: Tensor) -> Tensor:
-    """p(tokens) [B, n] from a softmax in the logits' precision (fp32 here), as SGLang computes it."""
-    return torch.softmax(logits.float(), dim=-1).gather(-1, tokens[..., None]).squeeze(-1)
 
 
 @dataclass(frozen=True)
@@ -48,7 +44,7 @@ class MaskToToken(CommitRule):
     def commit(self, step: StepInput) -> Decision:
         logits = forbid_eos(step.logits, step.eos_ids) if step.tokens.logits_eos_inf else step.logits
         x0 = sample_tokens(logits, step.tokens.temperature, step.generator)  # argmax at temperature 0, as SGLang
-        confidence = masked_confidence(top_probability(logits, x0), x0, step)
+        confidence = masked_confidence(token_probability(logits, x0), x0, step)
         return Decision(at_least_argmax((confidence > self.threshold) & step.eligible, confidence, step.eligible), x0)
 
 
@@ -89,7 +85,7 @@ class TokenEditing(BudgetedRevision):
         revision.post_steps.add_((~filling).long())  # in place: the state is per request
         expired = ~filling & (revision.post_steps > self.max_post_edit_steps)
         x0 = decision.tokens
-        edits = revisable & (top_probability(step.logits, x0) > self.edit_threshold) & (x0 != current)
+        edits = revisable & (token_probability(step.logits, x0) > self.edit_threshold) & (x0 != current)
         edits &= ~expired[:, None]
         revision.hold = ~expired  # the loop keeps only rows whose step changed something
         return Review(torch.zeros_like(edits), edits, x0)

@@ -26,7 +26,7 @@ from torch import Tensor
 from .. import validation
 from ..components import Need, PlanView
 from .base import (CommitRule, Decision, StepInput, at_least_argmax, forbid_eos, masked_confidence, sample_tokens,
-                   top_k_mask)
+                   token_probability, top_k_mask)
 from .revision import REVISIONS, BudgetedRevision, Review, RevisionState
 
 if TYPE_CHECKING:
@@ -40,11 +40,6 @@ SHADOW = "its shadow forward appends a verification block that only the plain de
 def wide_cap(masks: Tensor) -> Tensor:
     """[B] long cap on one step's commits; floor(0.7 m) in float64, as the authors' int(m * 0.7)."""
     return (masks.double() * WIDE_SHARE).floor().long().clamp(WIDE_MIN, WIDE_MAX)
-
-
-def probability(logits: Tensor, tokens: Tensor) -> Tensor:
-    """p(tokens) [B, n] from a float64 softmax, as the authors compute it (thresholds compare it directly)."""
-    return torch.softmax(logits.double(), dim=-1).gather(-1, tokens[..., None]).squeeze(-1)
 
 
 @dataclass(frozen=True)
@@ -63,7 +58,7 @@ class WinoDraft(CommitRule):
     def commit(self, step: StepInput) -> Decision:
         logits = forbid_eos(step.logits, step.eos_ids) if step.tokens.logits_eos_inf else step.logits
         x0 = sample_tokens(logits, step.tokens.temperature, step.generator)
-        confidence = masked_confidence(probability(logits, x0), x0, step)
+        confidence = masked_confidence(token_probability(logits, x0, torch.float64), x0, step)
         over = (confidence > self.threshold) & step.eligible
         cap = wide_cap(step.eligible.sum(1))
         capped = top_k_mask(confidence, cap, step.eligible)
@@ -114,7 +109,7 @@ class Wino(BudgetedRevision):
 
     def review(self, step: StepInput, decision: Decision, current: Tensor, revisable: Tensor,
                revision: WinoState) -> Review:
-        kept = probability(revision.shadow_logits, current)  # p(current token | every other token)
+        kept = token_probability(revision.shadow_logits, current, torch.float64)  # p(current token | every other token)
         failing = revisable & (kept < self.threshold_back)
         k = revision.accepted
         many = failing.sum(1) >= k
