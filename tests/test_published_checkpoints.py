@@ -18,7 +18,8 @@ import torch
 from dllm_decode import Sampler, load_model
 from dllm_decode.models.llada2 import LLaDA2Config, LLaDA2ModelLM
 from dllm_decode.models.llada_moe import LLaDAMoEConfig, LLaDAMoEModelLM
-from dllm_decode.models.moe import ExpertMLP, dispatch, group_limited_sigmoid, softmax_top_k
+from dllm_decode.models.layers import GatedMLP
+from dllm_decode.models.moe import dispatch, group_limited_sigmoid, softmax_top_k
 from dllm_decode.models.rotary import rotary_dims
 from dllm_decode.models.sdar import SDARForCausalLM, with_block_size
 from dllm_decode.samplers.registry import PRESETS
@@ -145,7 +146,7 @@ def test_every_sampler_runs(published, prompts, preset):
 
 def test_dispatch_equals_a_per_token_reference():
     torch.manual_seed(0)
-    experts = torch.nn.ModuleList(ExpertMLP(8, 5) for _ in range(6))
+    experts = torch.nn.ModuleList(GatedMLP(8, 5) for _ in range(6))
     x, chosen, weights = torch.randn(11, 8), torch.randint(0, 6, (11, 3)), torch.rand(11, 3)
     reference = torch.stack([sum(w * experts[int(e)](t) for e, w in zip(c, ws)) for t, c, ws in zip(x, chosen, weights)])
     torch.testing.assert_close(dispatch(x, experts, chosen, weights), reference, atol=1e-6, rtol=1e-5)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from transformers import PretrainedConfig, PreTrainedModel
 
-from .layers import (DecoderStack, init_weights, LogitsOutput, RMSNorm, add_residual, attend, swiglu)
+from .layers import DecoderStack, GatedMLP, init_weights, LogitsOutput, RMSNorm, add_residual, attend
 
 
 class DreamConfig(PretrainedConfig):
@@ -67,17 +67,6 @@ class QwenAttention(nn.Module):
         return self.o_proj(h)
 
 
-class QwenMLP(nn.Module):
-    def __init__(self, hidden: int, inner: int) -> None:
-        super().__init__()
-        self.gate_proj = nn.Linear(hidden, inner, bias=False)
-        self.up_proj = nn.Linear(hidden, inner, bias=False)
-        self.down_proj = nn.Linear(inner, hidden, bias=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return swiglu(x, self.gate_proj, self.up_proj, self.down_proj)
-
-
 class QwenLayer(nn.Module):
     """Pre-norm Qwen2 decoder layer."""
 
@@ -85,7 +74,7 @@ class QwenLayer(nn.Module):
         super().__init__()
         self.self_attn = QwenAttention(cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads,
                                        cfg.head_dim, cfg.attention_bias, index)
-        self.mlp = QwenMLP(cfg.hidden_size, cfg.intermediate_size)
+        self.mlp = GatedMLP(cfg.hidden_size, cfg.intermediate_size)
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 

@@ -173,6 +173,20 @@ def swiglu(x: Tensor, gate: nn.Linear, up: nn.Linear, down: nn.Linear) -> Tensor
     return down(F.silu(h) * up(x))
 
 
+class GatedMLP(nn.Module):
+    """The SwiGLU feed-forward under the published names `gate_proj`, `up_proj`, `down_proj` (Qwen2 / Dream, SDAR,
+    and every dense layer and expert of LLaDA-MoE and LLaDA2.x)."""
+
+    def __init__(self, hidden: int, inner: int) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(hidden, inner, bias=False)
+        self.up_proj = nn.Linear(hidden, inner, bias=False)
+        self.down_proj = nn.Linear(inner, hidden, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return swiglu(x, self.gate_proj, self.up_proj, self.down_proj)
+
+
 class LogitsOutput(dict):
     """Minimal `ModelOutput`-like return value: `out.logits` and `out["logits"]` both work."""
 

@@ -22,8 +22,8 @@ from torch import Tensor, nn
 from transformers import PretrainedConfig, PreTrainedModel
 
 from .block_causal import attention_pattern
-from .layers import DecoderStack, LogitsOutput, RMSNorm, add_residual, default_positions, init_weights
-from .moe import ExpertMLP, dispatch, group_limited_sigmoid
+from .layers import DecoderStack, GatedMLP, LogitsOutput, RMSNorm, add_residual, default_positions, init_weights
+from .moe import dispatch, group_limited_sigmoid
 from .rotary import attend_heads, rotary_dims
 
 log = logging.getLogger(__name__)
@@ -107,9 +107,9 @@ class LLaDA2SparseMoe(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.gate = LLaDA2Gate(cfg.num_experts, cfg.hidden_size)
-        self.experts = nn.ModuleList(ExpertMLP(cfg.hidden_size, cfg.moe_intermediate_size) for _ in range(cfg.num_experts))
+        self.experts = nn.ModuleList(GatedMLP(cfg.hidden_size, cfg.moe_intermediate_size) for _ in range(cfg.num_experts))
         if cfg.num_shared_experts is not None:  # the authors test `is not None` (0 gives a zero-width MLP)
-            self.shared_experts = ExpertMLP(cfg.hidden_size, cfg.moe_intermediate_size * cfg.num_shared_experts)
+            self.shared_experts = GatedMLP(cfg.hidden_size, cfg.moe_intermediate_size * cfg.num_shared_experts)
 
     def forward(self, x: Tensor) -> Tensor:
         cfg, (B, L, d) = self.cfg, x.shape
@@ -125,7 +125,7 @@ class LLaDA2Layer(nn.Module):
     def __init__(self, cfg: LLaDA2Config, index: int) -> None:
         super().__init__()
         self.attention = LLaDA2Attention(cfg, index)
-        self.mlp = LLaDA2SparseMoe(cfg) if index >= cfg.first_k_dense_replace else ExpertMLP(cfg.hidden_size, cfg.intermediate_size)
+        self.mlp = LLaDA2SparseMoe(cfg) if index >= cfg.first_k_dense_replace else GatedMLP(cfg.hidden_size, cfg.intermediate_size)
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 

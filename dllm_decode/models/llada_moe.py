@@ -17,8 +17,8 @@ import torch
 from torch import Tensor, nn
 from transformers import PretrainedConfig, PreTrainedModel
 
-from .layers import DecoderStack, LogitsOutput, RMSNorm, add_residual, init_weights
-from .moe import ExpertMLP, dispatch, softmax_top_k
+from .layers import DecoderStack, GatedMLP, LogitsOutput, RMSNorm, add_residual, init_weights
+from .moe import dispatch, softmax_top_k
 from .rotary import attend_heads, rotary_dims
 
 
@@ -94,7 +94,7 @@ class LLaDAMoESparseMoe(nn.Module):
         super().__init__()
         self.top_k = cfg.num_experts_per_tok
         self.gate = nn.Linear(cfg.hidden_size, cfg.num_experts, bias=False)
-        self.experts = nn.ModuleList(ExpertMLP(cfg.hidden_size, cfg.expert_intermediate_size) for _ in range(cfg.num_experts))
+        self.experts = nn.ModuleList(GatedMLP(cfg.hidden_size, cfg.expert_intermediate_size) for _ in range(cfg.num_experts))
         self.expert_bias: Tensor | None
         if cfg.moe_router_enable_expert_bias:
             self.register_buffer("expert_bias", torch.zeros(cfg.num_experts))
@@ -113,11 +113,11 @@ class LLaDAMoELayer(nn.Module):
         super().__init__()
         moe = cfg.moe_layer_freq[index] != 0
         self.self_attn = LLaDAMoEAttention(cfg, index)
-        self.mlp = LLaDAMoESparseMoe(cfg) if moe else ExpertMLP(cfg.hidden_size, cfg.dense_intermediate_size)
+        self.mlp = LLaDAMoESparseMoe(cfg) if moe else GatedMLP(cfg.hidden_size, cfg.dense_intermediate_size)
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         if moe and cfg.shared_expert_intermediate_size is not None:
-            self.shared_expert = ExpertMLP(cfg.hidden_size, cfg.shared_expert_intermediate_size)
+            self.shared_expert = GatedMLP(cfg.hidden_size, cfg.shared_expert_intermediate_size)
 
     def forward(self, x: Tensor, ctx) -> Tensor:
         x = add_residual(x, self.self_attn(self.input_layernorm(x), ctx))

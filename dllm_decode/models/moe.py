@@ -13,21 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import swiglu
-
-
-class ExpertMLP(nn.Module):
-    """One SwiGLU expert under the published names `gate_proj`, `up_proj`, `down_proj`."""
-
-    def __init__(self, hidden: int, inner: int) -> None:
-        super().__init__()
-        self.gate_proj = nn.Linear(hidden, inner, bias=False)
-        self.up_proj = nn.Linear(hidden, inner, bias=False)
-        self.down_proj = nn.Linear(inner, hidden, bias=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return swiglu(x, self.gate_proj, self.up_proj, self.down_proj)
-
 
 def dispatch(x: Tensor, experts: nn.ModuleList, chosen: Tensor, weights: Tensor) -> Tensor:
     """sum_j weights[:, j] * experts[chosen[:, j]](x) -> [N, d]; x [N, d], chosen/weights [N, k].
