@@ -86,12 +86,16 @@ def tensor_shapes(files: list[Path]) -> Shapes:
     return shapes
 
 
-def read_tensors(files: list[Path]) -> dict[str, torch.Tensor]:
-    """All tensors of `files`, one dict."""
+def read_tensors(files: list[Path], skip: frozenset[str] = frozenset()) -> dict[str, torch.Tensor]:
+    """The tensors of `files`, one dict; names in `skip` are never read from disk."""
     state: dict[str, torch.Tensor] = {}
     for file in files:
         try:
-            state.update(load_file(str(file)))
+            if not skip:
+                state.update(load_file(str(file)))
+                continue
+            with safe_open(str(file), framework="pt") as handle:
+                state.update({name: handle.get_tensor(name) for name in handle.keys() if name not in skip})
         except (SafetensorError, OSError) as err:
             raise corrupt_file(file, err) from None
     return state
@@ -143,10 +147,9 @@ def checked_state_dict(module: torch.nn.Module, path: Path, model_type: str) -> 
     source = index if index.is_file() else files[0] if len(files) == 1 else path
     expected = {name: tuple(t.shape) for name, t in module.state_dict().items()}
     found = tensor_shapes(files)
-    unused = set(getattr(module, "unused_tensors", lambda names: [])(list(found)))
+    unused = frozenset(getattr(module, "unused_tensors", lambda names: [])(list(found)))
     if unused:
         log.warning("%s: dropping %d tensors the forward never reads, e.g. %s", source, len(unused), min(unused))
         found = {k: v for k, v in found.items() if k not in unused}
     check_weights(expected, found, source, model_type)
-    tensors = read_tensors(files)
-    return {k: v for k, v in tensors.items() if k not in unused}
+    return read_tensors(files, skip=unused)  # unused tensors (e.g. LLaDA2's MTP layers) are never read
